@@ -1,0 +1,353 @@
+"""The FastAPI app: routes, lifespan (model, batcher, warm-up), request middleware and error mapping.
+
+No ``from __future__ import annotations`` here: FastAPI must see the request model built at run time.
+"""
+
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.batcher import Batcher, BatchStats, NotAcceptingError, QueueFullError
+from service.config import Settings
+from service.metrics import Metrics
+from service.predictor import Prediction, Predictor
+from service.schemas import (
+    ErrorResponse,
+    Health,
+    ModelInfo,
+    PredictResponse,
+    make_predict_request,
+)
+
+log = logging.getLogger("service")
+access_log = logging.getLogger("service.access")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, machine-readable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers, self.details = headers or {}, details or []
+
+
+@dataclass
+class State:
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    predictor: Predictor | None = None
+    batcher: Batcher | None = None
+    warmed_up: bool = False
+    draining: bool = False
+    warmup_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.warmed_up and not self.draining
+
+    def begin_draining(self) -> None:
+        """Readiness goes 503 at once; requests already accepted still get their answers."""
+        self.draining = True
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(request_id: str | None, error: ApiError) -> Response:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details,
+                      "request_id": request_id}}
+    return json_response(body, error.status, error.headers)
+
+
+# --------------------------------------------------------------------------------------------------
+# Middleware: request id, access log, request metrics. Pure ASGI (no per-request task or body copy).
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            route_label = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            metrics = self.state.metrics
+            metrics.requests.labels(route_label, scope["method"], str(status)).inc()
+            metrics.request_seconds.labels(route_label).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("request", extra={"request_id": request_id, "method": scope["method"],
+                                                  "path": scope["path"], "status": status,
+                                                  "duration_ms": round(elapsed * 1000, 2)})
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")[:128]
+            if candidate.isprintable() and candidate.strip():
+                return candidate
+    return uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors: every failure leaves as {"error": {"code", "message", "details", "request_id"}}.
+
+
+def _field_name(loc: tuple[Any, ...]) -> str | None:
+    parts = [p for p in loc if p != "body"]
+    name = ""
+    for p in parts:
+        name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    return name or None
+
+
+def install_error_handlers(app: FastAPI, settings: Settings) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(request.state.request_id, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = []
+        for err in exc.errors():
+            field_name = _field_name(tuple(err.get("loc", ())))
+            message = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                field_name, message = None, f"body is not valid JSON ({err.get('ctx', {}).get('error', message)})"
+            message = message.removeprefix("Value error, ")
+            details.append({"field": field_name, "message": message})
+        summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+        return error_response(request.state.request_id,
+                              ApiError(422, "validation_error", summary or "invalid request", details=details))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        messages = {
+            404: ("not_found", f"no route {request.url.path}"),
+            405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
+            413: ("body_too_large", f"request body is larger than SENTIMENT_MAX_BODY_BYTES = "
+                                    f"{settings.max_body_bytes:,} bytes"),
+        }
+        code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
+        if exc.status_code == 400:
+            code, message = "bad_request", f"could not read the request body ({exc.detail})"
+        return error_response(getattr(request.state, "request_id", None),
+                              ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
+        return error_response(getattr(request.state, "request_id", None),
+                              ApiError(500, "internal_error", "internal error; see the server log"))
+
+
+# --------------------------------------------------------------------------------------------------
+# App
+
+
+def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The app; ``predictor`` is an already loaded model (else the lifespan loads settings.model_dir)."""
+    settings = settings or Settings()
+    state = State(settings)
+    preloaded = predictor
+    PredictRequest = make_predict_request(settings.max_client_batch, settings.max_text_chars)  # noqa: N806
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        predictor = state.predictor = preloaded or Predictor.load(
+            settings.model_dir, provider=settings.provider, intra_op_threads=settings.intra_op_threads or None,
+            inter_op_threads=settings.inter_op_threads, spin=settings.ort_spin)
+
+        def predict(texts: list[str]) -> list[Prediction]:
+            return predictor.predict(texts, settings.max_batch_tokens, settings.max_batch_size)
+
+        state.batcher = Batcher(predict, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
+                                BatchStats(on_batch=state.metrics.observe_batch,
+                                           on_depth=state.metrics.queue_depth.set))
+        state.batcher.start()
+        state.warmup_task = asyncio.create_task(_warm_up(state), name="warm-up")
+        try:
+            yield
+        finally:
+            state.draining = True
+            state.warmup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await state.warmup_task
+            await state.batcher.drain()
+            log.info("drained; shutting down")
+
+    app = FastAPIOffline(
+        title="Sentiment service",
+        version="1.0.0",
+        description="Sentiment scores for English texts from a bidirectional LSTM served by ONNX Runtime. "
+                    "Send one text or a batch to `POST /predict`.",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        responses={422: {"model": ErrorResponse, "description": "invalid input (names the field and limit)"}},
+    )
+    app.state.service = state
+    app.add_middleware(RequestContextMiddleware, state=state)
+    install_error_handlers(app, settings)
+    auth = _auth_dependency(settings)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        dependencies=[auth],
+        summary="Score the sentiment of one or more texts",
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
+            429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},
+            503: {"model": ErrorResponse, "description": "not ready, draining, or timed out"},
+        },
+    )
+    async def predict(body: PredictRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        texts = body.all_texts()  # type: ignore[attr-defined]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("texts", extra={"request_id": request.state.request_id, "texts": texts})
+        predictions = await _score(state, texts, request)
+        if predictions is None:  # the client went away; nobody reads this
+            return Response(status_code=499)
+        predictor = state.predictor
+        assert predictor is not None
+        return json_response({
+            "model": {"name": predictor.name, "version": predictor.version},
+            "predictions": [{"label": p.label, "score": p.score, "probabilities": p.probabilities,
+                             "tokens": p.tokens, "truncated": p.truncated} for p in predictions],
+        })
+
+    @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process runs")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", response_model=Health, summary="Readiness: 200 once the model is loaded and warmed up",
+             responses={503: {"model": Health, "description": "loading, warming up or shutting down"}})
+    async def readyz() -> Response:
+        if state.ready:
+            return json_response({"status": "ready"})
+        return json_response({"status": "draining" if state.draining else "starting"}, 503,
+                             {"Retry-After": "1"})
+
+    @app.get("/model", response_model=ModelInfo, dependencies=[auth], summary="The model being served",
+             responses={401: {"model": ErrorResponse, "description": "missing or wrong API key"}})
+    async def model_info() -> Response:
+        predictor = state.predictor
+        assert predictor is not None
+        card = predictor.card
+        return json_response({
+            "name": predictor.name, "version": predictor.version, "labels": list(predictor.labels),
+            "max_tokens": predictor.max_tokens, "truncation": card.get("truncation", {}),
+            "provider": predictor.provider, "sha256": predictor.model_sha256,
+            "metrics": card.get("metrics", {}), "architecture": card.get("architecture", {}),
+        })
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+async def _warm_up(state: State) -> None:
+    predictor = state.predictor
+    assert predictor is not None
+    started = time.perf_counter()
+    for _ in range(state.settings.warmup_runs):
+        await asyncio.to_thread(predictor.warm_up)
+    state.warmed_up = True
+    log.info("ready", extra={"warmup_ms": round((time.perf_counter() - started) * 1000, 1),
+                             "provider": predictor.provider})
+
+
+def _auth_dependency(settings: Settings) -> Any:
+    expected = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    async def require_api_key(request: Request) -> None:
+        if expected is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), expected):
+            raise ApiError(401, "unauthorized", "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    return Depends(require_api_key)
+
+
+async def _score(state: State, texts: list[str], request: Request) -> list[Prediction] | None:
+    """Queue the texts and wait for them, bounded in time; None if the client disconnected first."""
+    if not state.warmed_up or state.batcher is None:
+        state.metrics.rejected.labels("not_ready").inc()
+        raise ApiError(503, "not_ready", "the model is warming up", headers={"Retry-After": "1"})
+    job = asyncio.ensure_future(state.batcher.submit(texts))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({job, gone}, timeout=state.settings.request_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if job in done:
+        try:
+            return job.result()
+        except QueueFullError:
+            state.metrics.rejected.labels("queue_full").inc()
+            raise ApiError(429, "overloaded", f"the queue is full ({state.settings.max_queue} texts); retry later",
+                           headers={"Retry-After": "1"}) from None
+        except NotAcceptingError:
+            state.metrics.rejected.labels("draining").inc()
+            raise ApiError(503, "not_ready", "the service is shutting down", headers={"Retry-After": "1"}) from None
+    job.cancel()  # withdraws the texts from the queue if they are still waiting
+    if gone in done:
+        state.metrics.rejected.labels("client_gone").inc()
+        return None
+    state.metrics.rejected.labels("timeout").inc()
+    raise ApiError(503, "timeout", f"no result within SENTIMENT_REQUEST_TIMEOUT_S = "
+                                   f"{state.settings.request_timeout_s} s", headers={"Retry-After": "1"})
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read, so the next message is the end)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

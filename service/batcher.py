@@ -1,0 +1,154 @@
+"""Dynamic batching: one bounded queue, one consumer.
+
+Each request is one entry (its texts and a future). The consumer takes entries up to
+``max_batch_size`` texts, drops those whose client has gone, runs the model in a worker thread and
+resolves the futures. While a batch runs, new requests queue up and form the next batch, so under load
+batches fill by themselves; ``max_wait_ms`` can additionally hold a batch open for stragglers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from service.predictor import Prediction
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(Exception):
+    """The queue holds ``max_queue`` texts already; the client should retry later."""
+
+
+class NotAcceptingError(Exception):
+    """The batcher is draining or stopped."""
+
+
+@dataclass(eq=False)
+class _Entry:
+    texts: list[str]
+    future: asyncio.Future[list[Prediction]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """Observer hooks (metrics); all optional."""
+
+    on_batch: Callable[[int, float, float], None] | None = None  # texts, inference seconds, queue wait (oldest)
+    on_depth: Callable[[int], None] | None = None
+
+
+class Batcher:
+    def __init__(self, predict: Callable[[list[str]], list[Prediction]], max_batch_size: int, max_wait_ms: float,
+                 max_queue: int, stats: BatchStats | None = None) -> None:
+        self._predict = predict
+        self._max_batch = max_batch_size
+        self._max_wait = max_wait_ms / 1000
+        self._max_queue = max_queue
+        self._stats = stats or BatchStats()
+        self._queue: deque[_Entry] = deque()
+        self._queued_texts = 0
+        self._wakeup = asyncio.Event()
+        self._accepting = True
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+    @property
+    def depth(self) -> int:
+        """Texts waiting (not yet taken into a batch)."""
+        return self._queued_texts
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
+
+    async def submit(self, texts: list[str]) -> list[Prediction]:
+        """Predictions for ``texts`` in order. Cancelling the caller withdraws a queued entry."""
+        if not self._accepting:
+            raise NotAcceptingError
+        if self._queued_texts + len(texts) > self._max_queue:
+            raise QueueFullError
+        entry = _Entry(texts, asyncio.get_running_loop().create_future())
+        self._queue.append(entry)
+        self._set_depth(self._queued_texts + len(texts))
+        self._wakeup.set()
+        try:
+            return await entry.future
+        finally:
+            # Still queued (caller cancelled or timed out): the consumer will skip it; free its slots now.
+            if not entry.future.done():
+                entry.future.cancel()
+            if entry in self._queue:
+                self._queue.remove(entry)
+                self._set_depth(self._queued_texts - len(texts))
+
+    def _set_depth(self, depth: int) -> None:
+        self._queued_texts = depth
+        if self._stats.on_depth:
+            self._stats.on_depth(depth)
+
+    def _take_batch(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        size = 0
+        while self._queue:
+            entry = self._queue[0]
+            if batch and size + len(entry.texts) > self._max_batch:
+                break
+            self._queue.popleft()
+            self._set_depth(self._queued_texts - len(entry.texts))
+            if entry.future.done():  # client gone
+                continue
+            batch.append(entry)
+            size += len(entry.texts)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if not self._accepting:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._max_wait and self._queued_texts < self._max_batch:
+                deadline = self._queue[0].enqueued + self._max_wait
+                while self._queued_texts < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), delay)
+            batch = self._take_batch()
+            if not batch:
+                continue
+            texts = [t for entry in batch for t in entry.texts]
+            waited = time.perf_counter() - batch[0].enqueued
+            started = time.perf_counter()
+            try:
+                predictions = await loop.run_in_executor(self._executor, self._predict, texts)
+            except Exception as exc:  # a model failure fails this batch's requests, not the service
+                log.exception("inference failed for a batch of %d texts", len(texts))
+                for entry in batch:
+                    if not entry.future.done():
+                        entry.future.set_exception(exc)
+                continue
+            if self._stats.on_batch:
+                self._stats.on_batch(len(texts), time.perf_counter() - started, waited)
+            offset = 0
+            for entry in batch:
+                if not entry.future.done():
+                    entry.future.set_result(predictions[offset:offset + len(entry.texts)])
+                offset += len(entry.texts)
+
+    async def drain(self) -> None:
+        """Refuse new work, finish everything already queued, then stop the consumer."""
+        self._accepting = False
+        self._wakeup.set()
+        if self._task:
+            await self._task
+        self._executor.shutdown(wait=True)

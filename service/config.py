@@ -1,0 +1,46 @@
+"""All settings of the service, read from ``SENTIMENT_*`` environment variables (see the README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "imdb-bilstm"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", frozen=True)
+
+    # Model
+    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory: model.onnx, tokenizer.json, card")
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference; 0 = CPUs "
+                                  "available to this process (affinity and cgroup quota)")
+    inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads")
+    ort_spin: bool = Field(False, description="let onnxruntime threads spin between runs (burns idle CPU)")
+    warmup_runs: int = Field(3, ge=0, le=10_000, description="warm-up passes before /readyz turns 200")
+
+    # Batching
+    max_batch_size: int = Field(64, ge=1, le=4096, description="most texts per server-side model batch")
+    max_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more requests")
+    max_batch_tokens: int = Field(16_384, ge=0, description="most padded tokens per model run (0 = no cap); "
+                                  "longer batches are cut into length groups")
+    max_queue: int = Field(1024, ge=1, description="most texts waiting; beyond it requests get 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="longest a request waits for its result (503)")
+
+    # Input limits
+    max_client_batch: int = Field(64, ge=1, le=10_000, description="most texts in one request")
+    max_text_chars: int = Field(100_000, ge=1, description="most characters in one text")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
+
+    # Access and server
+    api_key: SecretStr | None = Field(None, description="if set, /predict and /model need 'Authorization: "
+                                      "Bearer <key>'")
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container)")
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug also logs texts")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take")

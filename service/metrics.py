@@ -1,0 +1,39 @@
+"""Prometheus metrics, one registry per app instance (so several apps can live in one test process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("sentiment_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram("sentiment_request_duration_seconds", "HTTP request latency",
+                                         ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait_seconds = Histogram("sentiment_queue_wait_seconds",
+                                            "time the oldest request of a batch waited before inference",
+                                            buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_seconds = Histogram("sentiment_inference_seconds",
+                                           "time to tokenize and run one server-side batch",
+                                           buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("sentiment_batch_size", "texts per server-side batch",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge("sentiment_queue_depth", "texts waiting for a batch", registry=r)
+        self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
+        self.rejected = Counter("sentiment_rejected_requests", "requests refused before inference",
+                                ["reason"], registry=r)
+
+    def observe_batch(self, texts: int, inference_seconds: float, queue_wait_seconds: float) -> None:
+        self.batch_size.observe(texts)
+        self.inference_seconds.observe(inference_seconds)
+        self.queue_wait_seconds.observe(queue_wait_seconds)
+        self.texts_scored.inc(texts)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

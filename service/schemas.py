@@ -1,0 +1,100 @@
+"""Request and response bodies. Input limits come from the settings, so the OpenAPI schema shows them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+
+REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
+
+
+def _check_text(value: str) -> str:
+    # Unpaired surrogates never get here: pydantic refuses them as "not a valid string".
+    if not value.strip():
+        raise ValueError("must contain at least one non-whitespace character")
+    return value
+
+
+class _PredictRequestBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _exactly_one_input(self) -> _PredictRequestBase:
+        text, texts = getattr(self, "text", None), getattr(self, "texts", None)
+        if (text is None) == (texts is None):
+            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
+        return self
+
+    def all_texts(self) -> list[str]:
+        text: str | None = getattr(self, "text", None)
+        return [text] if text is not None else list(getattr(self, "texts", []))
+
+
+def make_predict_request(max_client_batch: int, max_text_chars: int, name: str = "PredictRequest") -> type[
+        _PredictRequestBase]:
+    """The request model for the configured limits (texts per request, characters per text)."""
+    text_type = Annotated[str, StringConstraints(max_length=max_text_chars), AfterValidator(_check_text)]
+    return create_model(
+        name,
+        __base__=_PredictRequestBase,
+        text=(text_type | None, Field(None, description=f"one text, at most {max_text_chars:,} characters",
+                                      examples=[REVIEW_EXAMPLE])),
+        texts=(list[text_type] | None, Field(None, min_length=1, max_length=max_client_batch,
+                                             description=f"1 to {max_client_batch} texts, at most "
+                                             f"{max_text_chars:,} characters each",
+                                             examples=[[REVIEW_EXAMPLE, "Dull, predictable and far too long."]])),
+        __doc__="Give exactly one of `text` or `texts`. Predictions come back in input order.",
+    )
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["imdb-bilstm"])
+    version: str = Field(examples=["1.0.0"])
+
+
+class PredictionOut(BaseModel):
+    label: str = Field(description="the most probable label", examples=["positive"])
+    score: float = Field(description="probability of `label`", examples=[0.97])
+    probabilities: dict[str, float] = Field(description="one probability per label; they sum to 1",
+                                            examples=[{"negative": 0.03, "positive": 0.97}])
+    tokens: int = Field(description="tokens the model scored (after truncation)", examples=[182])
+    truncated: bool = Field(description="the text was longer than the model's max tokens and was cut",
+                            examples=[False])
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[PredictionOut]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(None, description="where in the request body, e.g. texts[3]", examples=["texts"])
+    message: str = Field(examples=["List should have at most 64 items after validation, not 65"])
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["validation_error"])
+    message: str = Field(examples=["texts: List should have at most 64 items after validation, not 65"])
+    details: list[ErrorDetail] = Field(default_factory=list)
+    request_id: str | None = Field(None, examples=["5f0c6a8e4b7d4e2f9a1b3c5d7e9f1a2b"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    labels: list[str]
+    max_tokens: int
+    truncation: dict[str, Any]
+    provider: str = Field(description="the onnxruntime execution provider in use", examples=["CPUExecutionProvider"])
+    sha256: str = Field(description="sha256 of model.onnx")
+    metrics: dict[str, Any] = Field(description="test metrics from the model card")
+    architecture: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])

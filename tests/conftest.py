@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny but real model (trained, exported, verified, evaluated) built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from training.data import Dataset, load_imdb, split_dataset
+from training.evaluate import evaluate_model_dir
+from training.export import export_run
+from training.train import TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = ROOT / "models" / "imdb-bilstm"
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+TINY_CONFIG = TrainConfig(epochs=2, max_samples=600, vocab_size=3000, max_tokens=120, seed=7,
+                          model={"embedding_dim": 16, "hidden_size": 16, "num_layers": 1, "dropout": 0.1})
+
+
+@pytest.fixture(scope="session")
+def imdb() -> Dataset:
+    return load_imdb()
+
+
+@pytest.fixture(scope="session")
+def imdb_split(imdb: Dataset):  # type: ignore[no-untyped-def]
+    return split_dataset(imdb)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, imdb: Dataset) -> Path:
+    run_dir = tmp_path_factory.mktemp("tiny-run")
+    train(imdb, run_dir, TINY_CONFIG)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path) -> Path:
+    """A real model directory (model.onnx, tokenizer.json, card with metrics), small enough for tests."""
+    model_dir = tmp_path_factory.mktemp("tiny-model") / "tiny"
+    export_run(tiny_run, model_dir, "tiny-bilstm", "0.0.1", command="pytest fixture")
+    evaluate_model_dir(model_dir, run_dir=tiny_run, update_card=True)
+    return model_dir
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """A private copy of the tiny model directory that a test may damage."""
+    return Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+
+
+@pytest.fixture
+def free_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+def artifact_dir(name: str) -> Path:
+    path = ARTIFACTS / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,91 @@
+"""Start-up checks of the model directory and the execution provider."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.predictor import ModelLoadError, Predictor, file_sha256
+
+
+def _reseal(model_dir: Path, name: str) -> None:
+    """Record a file's new hash in the card, so that only the deeper check can catch the damage."""
+    card = json.loads((model_dir / "model_card.json").read_text())
+    card["files"][name]["sha256"] = file_sha256(model_dir / name)
+    (model_dir / "model_card.json").write_text(json.dumps(card))
+
+
+def _break_hash(d: Path) -> None:
+    with (d / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+
+
+def _corrupt_model(d: Path) -> None:
+    (d / "model.onnx").write_bytes(b"this is not an onnx file")
+    _reseal(d, "model.onnx")
+
+
+def _mismatched_tokenizer(d: Path) -> None:
+    tok = json.loads((d / "tokenizer.json").read_text())
+    vocab = tok["model"]["vocab"]
+    for word in list(vocab)[-10:]:
+        del vocab[word]
+    (d / "tokenizer.json").write_text(json.dumps(tok))
+    _reseal(d, "tokenizer.json")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: shutil.rmtree(d), "does not exist"),
+        (lambda d: (d / "model_card.json").unlink(), "model_card.json is missing"),
+        (lambda d: (d / "model_card.json").write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / "model.onnx").unlink(), "model.onnx is missing"),
+        (_break_hash, "does not match the model card"),
+        (_corrupt_model, "onnxruntime cannot load it"),
+        (_mismatched_tokenizer, "tokenizer has"),
+    ],
+)
+def test_a_bad_model_directory_stops_start_up(model_copy: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+    damage(model_copy)
+    app = create_app(Settings(model_dir=model_copy))
+    with pytest.raises(ModelLoadError, match=message) as info, TestClient(app):
+        pass
+    assert "\n" not in str(info.value)
+
+
+def test_cuda_fails_loudly_when_it_cannot_run(tiny_model_dir: Path) -> None:
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this host has a CUDA-capable onnxruntime; the CPU-only failure path cannot be shown")
+    with pytest.raises(ModelLoadError, match="no CUDA provider"):
+        Predictor.load(tiny_model_dir, provider="cuda")
+
+
+def test_auto_and_cpu_use_the_cpu_provider_here(tiny_model_dir: Path) -> None:
+    expected = "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() else (
+        "CPUExecutionProvider")
+    assert Predictor.load(tiny_model_dir, provider="auto").provider in {expected, "CPUExecutionProvider"}
+    cpu = Predictor.load(tiny_model_dir, provider="cpu", intra_op_threads=1)
+    assert cpu.provider == "CPUExecutionProvider"
+    assert cpu.session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_settings_come_from_sentiment_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SENTIMENT_MAX_CLIENT_BATCH", "7")
+    monkeypatch.setenv("SENTIMENT_PROVIDER", "cpu")
+    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("SENTIMENT_API_KEY", "s3cret-value")
+    settings = Settings()
+    assert (settings.max_client_batch, settings.provider, settings.model_dir) == (7, "cpu", tmp_path)
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "s3cret-value"
+    assert "s3cret-value" not in repr(settings)
+    monkeypatch.setenv("SENTIMENT_PROVIDER", "tpu")
+    with pytest.raises(ValueError, match="provider"):
+        Settings()
