@@ -1,7 +1,7 @@
 .PHONY: setup serve test train bench lint
 
 setup:            ## create .venv with every extra (training, serving, tests)
-	python3 -m venv .venv && .venv/bin/pip install -e ".[serve,train,dev]"
+	python3 -m venv .venv && .venv/bin/pip install -e ".[serve,cpu,train,dev]"
 
 serve:            ## serve the shipped model on http://127.0.0.1:8000
 	./scripts/serve.sh

@@ -9,6 +9,6 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv-serve/bin/python ]; then
     "$PYTHON" -m venv .venv-serve
 fi
-.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve]"
+.venv-serve/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu]"
 
 exec .venv-serve/bin/python -m service

@@ -4,11 +4,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages for the container tests (a Docker engine started by the tests themselves, and
+# debootstrap for a base image when no registry is reachable). Skipped when not root or not Debian;
+# those tests then skip with the reason.
+DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    missing=""
+    for pkg in $DEB_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+    done
+    if [ -n "$missing" ]; then
+        echo "installing Debian packages:$missing"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,train,dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu,train,dev]"
 
 exec .venv/bin/python -m pytest "$@"

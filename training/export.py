@@ -280,7 +280,7 @@ def export_run(run_dir: Path, model_dir: Path, name: str, version: str, command:
         "export": {"opset": OPSET, "graph": "ONNX LSTM with sequence_lens (exact packed semantics)",
                    "verification": asdict(report), "parity_tolerance": PARITY_TOLERANCE,
                    "invariance_tolerance": INVARIANCE_TOLERANCE},
-        "quantization": {"int8": "not tried"},
+        "quantization": {"int8": {"tried": False}},
         "files": {f: {"sha256": file_sha256(model_dir / f), "bytes": (model_dir / f).stat().st_size}
                   for f in ("model.onnx", "tokenizer.json", "splits.tsv")},
         "metrics": {},
@@ -289,6 +289,16 @@ def export_run(run_dir: Path, model_dir: Path, name: str, version: str, command:
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     (model_dir / "README.md").write_text(render_card_readme(card))
     return card
+
+
+def _int8_summary(q: dict[str, Any]) -> str:
+    if not q.get("tried"):
+        return "not tried (`python -m training all --int8` tries it)."
+    return (f"tried, {'kept' if q['kept'] else 'not kept'}: test accuracy {q['accuracy_int8']:.4f} vs "
+            f"{q['accuracy_fp32']:.4f} in float32; a text's probabilities moved by up to "
+            f"{q['invariance_max_abs_diff_int8']:.1e} with its batch neighbours (limit {INVARIANCE_TOLERANCE:.0e}: "
+            f"dynamic quantization scales activations over the whole batch); {q['bytes_int8'] / 1e6:.1f} MB. "
+            f"Rule: {q['rule']}.")
 
 
 def render_card_readme(card: dict[str, Any]) -> str:
@@ -308,7 +318,7 @@ def render_card_readme(card: dict[str, Any]) -> str:
         f"{card['export']['verification']['parity_max_abs_diff']:.1e}, max batch-invariance deviation = "
         f"{card['export']['verification']['invariance_max_abs_diff']:.1e} over "
         f"{card['export']['verification']['invariance_cases']} cases.",
-        f"- int8 quantization: {card['quantization']}.",
+        f"- int8 dynamic quantization: {_int8_summary(card['quantization']['int8'])}",
         "",
         "## Test metrics (exported ONNX model, held-out test split)",
         "",
@@ -355,3 +365,49 @@ def render_card_readme(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def try_int8(model_dir: Path) -> dict[str, Any]:
+    """Quantize model.onnx to int8 (dynamic) and keep it only if it loses <= 0.3 accuracy points on the test
+    split AND stays batch-invariant within 1e-5; the measured outcome goes into the card either way."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from service.predictor import Predictor
+    from training.evaluate import evaluate_model_dir, score, test_split_of
+
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    fp32_accuracy = card["metrics"]["test"]["accuracy"]
+    staging = Path(tempfile.mkdtemp(prefix=".int8-", dir=model_dir.parent))
+    try:
+        quantize_dynamic(model_dir / "model.onnx", staging / "model.onnx", weight_type=QuantType.QInt8)
+        shutil.copyfile(model_dir / "tokenizer.json", staging / "tokenizer.json")
+        staged = json.loads(json.dumps(card))
+        staged["files"]["model.onnx"] = {"sha256": file_sha256(staging / "model.onnx"),
+                                         "bytes": (staging / "model.onnx").stat().st_size}
+        (staging / CARD_FILE).write_text(json.dumps(staged))
+        predictor = Predictor.load(staging, provider="cpu")
+        examples = test_split_of(card)
+        probs = score(predictor, examples)
+        accuracy = float((probs.argmax(axis=1) == np.array([ex.label for ex in examples])).mean())
+        texts = verification_texts(examples, 24)
+        longest = sorted(texts, key=len)[-3:]
+        invariance = max(
+            float(np.abs(np.array(list(predictor.predict([t])[0].probabilities.values()))
+                         - np.array(list(predictor.predict([t, *longest])[0].probabilities.values()))).max())
+            for t in texts)
+        kept = fp32_accuracy - accuracy <= 0.003 and invariance <= INVARIANCE_TOLERANCE
+        record = {"tried": True, "kept": kept, "accuracy_fp32": fp32_accuracy, "accuracy_int8": accuracy,
+                  "invariance_max_abs_diff_int8": invariance, "bytes_int8": staged["files"]["model.onnx"]["bytes"],
+                  "rule": "kept only if accuracy drops <= 0.3 points and batch invariance holds within 1e-5"}
+        log.info("int8: %s", record)
+        if kept:
+            shutil.copyfile(staging / "model.onnx", model_dir / "model.onnx")
+            card["files"]["model.onnx"] = staged["files"]["model.onnx"]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    card["quantization"] = {"int8": record}
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    (model_dir / "README.md").write_text(render_card_readme(card))
+    if kept:
+        evaluate_model_dir(model_dir, update_card=True)
+    return record

@@ -35,7 +35,7 @@ class ModelConfig:
     embedding_dim: int = 128
     hidden_size: int = 128  # per direction
     num_layers: int = 1
-    dropout: float = 0.4  # on embeddings and on the pooled features; between layers too when num_layers > 1
+    dropout: float = 0.5  # on embeddings and on the pooled features; between layers too when num_layers > 1
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)

@@ -1,0 +1,31 @@
+# CPU image of the sentiment service. No BuildKit features: it builds with the classic builder too.
+#   docker build -t sentiment-service .
+#   docker run --rm -p 8000:8000 sentiment-service
+# A locally built base image can stand in for python:3.11-slim: --build-arg BASE_IMAGE=local/python-base:3.11
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS builder
+COPY pyproject.toml README.md /src/
+COPY service /src/service
+COPY docker/install-app.sh /usr/local/bin/install-app.sh
+RUN install-app.sh serve,cpu
+
+FROM ${BASE_IMAGE} AS runtime
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+COPY --from=builder /opt/venv /opt/venv
+COPY models/imdb-bilstm /app/models/imdb-bilstm
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    SENTIMENT_MODEL_DIR=/app/models/imdb-bilstm \
+    SENTIMENT_PROVIDER=cpu \
+    SENTIMENT_HOST=0.0.0.0 \
+    SENTIMENT_PORT=8000 \
+    SENTIMENT_SHUTDOWN_GRACE_S=20
+WORKDIR /app
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
+# Exec form: the server is PID 1's only child-free process and receives SIGTERM itself, then drains.
+CMD ["python", "-m", "service"]

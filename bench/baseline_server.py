@@ -1,0 +1,104 @@
+"""Baseline: the same network served the way tutorials do it: PyTorch eager mode behind a plain FastAPI
+endpoint, one text per forward pass, no batching, no ONNX.
+
+    python -m bench.baseline_server --model-dir models/imdb-bilstm --port 8100
+
+The PyTorch model is rebuilt from model.onnx's weights (the inverse of training/export.py), so both
+servers compute the same function; the startup check below proves it on a few texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import onnx
+import torch
+import uvicorn
+from fastapi import FastAPI
+from onnx import numpy_helper
+from pydantic import BaseModel
+
+from service.predictor import Predictor
+from training.export import _TORCH_TO_ONNX_GATES
+from training.model import BiLSTMClassifier, ModelConfig
+
+
+def torch_model_from_onnx(predictor: Predictor) -> BiLSTMClassifier:
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(predictor.model_dir / "model.onnx").graph.initializer}
+    arch = predictor.card["architecture"]
+    model = BiLSTMClassifier(ModelConfig(vocab_size=arch["vocab_size"], num_classes=len(predictor.labels),
+                                         embedding_dim=arch["embedding_dim"], hidden_size=arch["hidden_size"],
+                                         num_layers=arch["num_layers"], dropout=0.0)).eval()
+    hidden = arch["hidden_size"]
+    onnx_to_torch = np.argsort(_TORCH_TO_ONNX_GATES)
+
+    def torch_gates(w: np.ndarray) -> torch.Tensor:
+        blocks = [w[g * hidden:(g + 1) * hidden] for g in range(4)]
+        return torch.from_numpy(np.concatenate([blocks[i] for i in onnx_to_torch]))
+
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.from_numpy(weights["embedding"]))
+        for layer in range(arch["num_layers"]):
+            for d, suffix in enumerate(("", "_reverse")):
+                getattr(model.lstm, f"weight_ih_l{layer}{suffix}").copy_(torch_gates(weights[f"W{layer}"][d]))
+                getattr(model.lstm, f"weight_hh_l{layer}{suffix}").copy_(torch_gates(weights[f"R{layer}"][d]))
+                bias = weights[f"B{layer}"][d]
+                getattr(model.lstm, f"bias_ih_l{layer}{suffix}").copy_(torch_gates(bias[: 4 * hidden]))
+                getattr(model.lstm, f"bias_hh_l{layer}{suffix}").copy_(torch_gates(bias[4 * hidden:]))
+        model.head.weight.copy_(torch.from_numpy(weights["head_w"]))
+        model.head.bias.copy_(torch.from_numpy(weights["head_b"]))
+    return model
+
+
+class Request(BaseModel):
+    text: str | None = None
+    texts: list[str] | None = None
+
+
+def create_app(model_dir: str, threads: int) -> FastAPI:
+    torch.set_num_threads(threads)
+    predictor = Predictor.load(model_dir, provider="cpu", intra_op_threads=1)
+    model = torch_model_from_onnx(predictor)
+    tokenizer = predictor.tokenizer
+    labels = predictor.labels
+    probe = ["A wonderful film.", "Awful, boring and far too long. " * 30]
+    with torch.no_grad():
+        for text, expected in zip(probe, predictor.predict(probe), strict=True):
+            ids = tokenizer.encode(text).ids or [0]
+            got = torch.softmax(model(torch.tensor([ids]), torch.tensor([len(ids)])), dim=1)[0]
+            assert abs(float(got.max()) - expected.score) < 1e-4, "baseline does not match the ONNX model"
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(request: Request) -> dict:  # type: ignore[type-arg]
+        texts = [request.text] if request.text is not None else request.texts or []
+        out = []
+        for text in texts:  # one text per forward pass
+            encoding = tokenizer.encode(text)
+            ids = encoding.ids or [0]
+            with torch.no_grad():
+                probs = torch.softmax(model(torch.tensor([ids]), torch.tensor([len(ids)])), dim=1)[0].tolist()
+            best = int(np.argmax(probs))
+            out.append({"label": labels[best], "score": probs[best], "probabilities": dict(zip(labels, probs, strict=True)),
+                        "tokens": len(encoding.ids), "truncated": bool(encoding.overflowing)})
+        return {"predictions": out}
+
+    @app.get("/readyz")
+    def readyz() -> dict:  # type: ignore[type-arg]
+        return {"status": "ready"}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-dir", default="models/imdb-bilstm")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.model_dir, args.threads), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

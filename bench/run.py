@@ -1,0 +1,232 @@
+"""One benchmark run: in-process ceiling, the service over HTTP, and the PyTorch-eager baseline, measured
+with the same load generator (wrk, a separate process) in the same run. Writes bench/results/latest.json,
+latest.md and latest.png.
+
+    python -m bench.run [--duration 6] [--repeats 3] [--model-dir models/imdb-bilstm]
+
+Each HTTP figure is the median of ``--repeats`` runs of ``--duration`` seconds; compare only figures from
+the same run (the machine is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.ceiling import SHORT_TEXT, measure, test_reviews
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CONCURRENCY = (1, 8, 64, 256)
+WORKLOADS = {"short": 1, "single": 1, "batch32": 32}  # name -> texts per request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
+    files = {"short": folder / "short.jsonl", "single": folder / "single.jsonl", "batch32": folder / "batch32.jsonl"}
+    files["short"].write_text(json.dumps({"text": SHORT_TEXT}) + "\n")
+    files["single"].write_text("".join(json.dumps({"text": r}) + "\n" for r in reviews))
+    files["batch32"].write_text("".join(json.dumps({"texts": [reviews[(i + j) % len(reviews)] for j in range(32)]})
+                                        + "\n" for i in range(0, len(reviews), 7)))
+    return files
+
+
+def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"{cmd} did not become ready")
+
+
+def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
+    threads = min(2, concurrency)
+    out = subprocess.run(["wrk", "-s", str(ROOT / "bench" / "wrk_predict.lua"), "-c", str(concurrency), "-t",
+                          str(threads), "-d", f"{duration}s", "--timeout", "30s", f"http://127.0.0.1:{port}", "--",
+                          str(bodies)], capture_output=True, text=True, timeout=duration + 60, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_server(port: int, files: dict[str, Path], duration: float, repeats: int,
+                   workloads: dict[str, tuple[int, ...]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, concurrencies in workloads.items():
+        for concurrency in concurrencies:
+            runs = [wrk(port, files[name], concurrency, duration) for _ in range(repeats)]
+            texts = WORKLOADS[name]
+            ok = [sum(v for k, v in r["statuses"].items() if k == "200") for r in runs]
+            rates = [o * texts / (r["duration_us"] / 1e6) for o, r in zip(ok, runs, strict=True)]
+            row = {
+                "workload": name, "texts_per_request": texts, "concurrency": concurrency,
+                "reviews_per_s": statistics.median(rates),
+                "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
+                "p95_ms": statistics.median(r["p95_us"] for r in runs) / 1000,
+                "p99_ms": statistics.median(r["p99_us"] for r in runs) / 1000,
+                "requests": sum(r["requests"] for r in runs),
+                "errors": sum(r["requests"] for r in runs) - sum(ok) + sum(r["socket_errors"] for r in runs),
+                "statuses": [r["statuses"] for r in runs],
+            }
+            rows.append(row)
+            print(f"  {name:8s} c={concurrency:3d}  {row['reviews_per_s']:8.1f} reviews/s  p50 {row['p50_ms']:7.2f} ms"
+                  f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}", flush=True)
+    return rows
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "imdb-bilstm")
+    parser.add_argument("--duration", type=float, default=6.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--texts", type=int, default=1000, help="test reviews used by the ceiling and the load")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    print("ceiling (in-process onnxruntime, tokenize + infer):", flush=True)
+    ceiling = measure(args.model_dir, args.texts, 3, [1, 8, 32, 64], [1, 2])
+    reviews = test_reviews(args.model_dir, args.texts)
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
+                               "duration_s": args.duration, "repeats": args.repeats, "ceiling": ceiling}
+    workloads = {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_bodies(reviews, Path(tmp))
+        port = free_port()
+        env = {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
+               "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000"}
+        env.update(dict(item.split("=", 1) for item in args.env))
+        t0 = time.monotonic()
+        service = start([sys.executable, "-m", "service"], env, port)
+        results["service_start_to_ready_s"] = time.monotonic() - t0
+        results["service_settings"] = {k: v for k, v in env.items() if k not in {"SENTIMENT_PORT"}}
+        print(f"service over HTTP (ready in {results['service_start_to_ready_s']:.2f} s):", flush=True)
+        try:
+            results["service"] = measure_server(port, files, args.duration, args.repeats, workloads)
+            results["service_rss_mb_after_load"] = rss_mb(service.pid)
+        finally:
+            service.terminate()
+            service.wait(30)
+        if not args.skip_baseline:
+            port = free_port()
+            print("baseline (PyTorch eager, plain FastAPI, one text per forward):", flush=True)
+            baseline = start([sys.executable, "-m", "bench.baseline_server", "--model-dir", str(args.model_dir),
+                              "--port", str(port)], {}, port)
+            try:
+                results["baseline"] = measure_server(port, files, args.duration, args.repeats, workloads)
+            finally:
+                baseline.terminate()
+                baseline.wait(30)
+    results["ratios"] = ratios(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "latest.md").write_text(markdown(results))
+    plot(results, RESULTS / "latest.png")
+    print((RESULTS / "latest.md").read_text())
+
+
+def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    best = results["ceiling"]["best"]["reviews_per_s"]
+    baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
+    rows = []
+    for r in results["service"]:
+        b = baseline.get((r["workload"], r["concurrency"]))
+        rows.append({"workload": r["workload"], "concurrency": r["concurrency"],
+                     "service_over_ceiling": r["reviews_per_s"] / best,
+                     "service_over_baseline": r["reviews_per_s"] / b["reviews_per_s"] if b else None,
+                     "p99_over_p50": r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else None})
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    c = results["ceiling"]
+    lines = [
+        f"Run {results['date']} on {results['cpus']} CPUs; HTTP figures are medians of {results['repeats']} wrk runs of "
+        f"{results['duration_s']:.0f} s.",
+        "",
+        f"Ceiling (in-process, tokenize + infer, {c['texts']} test reviews): best "
+        f"**{c['best']['reviews_per_s']:.0f} reviews/s** (batch {c['best']['batch_size']}, {c['best']['threads']} "
+        f"threads); single short text p50 {min(c['single_short_text_ms'].values()):.2f} ms.",
+        "",
+        "| threads | " + " | ".join(f"batch {b}" for b in sorted({r['batch_size'] for r in c['runs']})) + " |",
+        "|---|" + "---|" * len({r['batch_size'] for r in c['runs']}),
+    ]
+    for t in sorted({r["threads"] for r in c["runs"]}):
+        lines.append(f"| {t} | " + " | ".join(f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["threads"] == t) + " |")
+    baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
+    ratio = {(r["workload"], r["concurrency"]): r for r in results["ratios"]}
+    lines += ["", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | "
+                  "÷ ceiling | baseline reviews/s | baseline p50 ms | service ÷ baseline |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["service"]:
+        key = (r["workload"], r["concurrency"])
+        b, q = baseline.get(key), ratio[key]
+        lines.append(
+            f"| {r['workload']} ({r['texts_per_request']} text{'s' if r['texts_per_request'] > 1 else ''}) | "
+            f"{r['concurrency']} | {r['reviews_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} | {q['service_over_ceiling']:.2f} | "
+            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |" if b else "– | – | – |"))
+    lines += ["", f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
+                  f"the load: {results['service_rss_mb_after_load']:.0f} MB.", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for server, style in (("service", "o-"), ("baseline", "s--")):
+        for workload in ("single", "batch32"):
+            rows = [r for r in results.get(server, []) if r["workload"] == workload]
+            if rows:
+                ax.plot([r["reviews_per_s"] for r in rows], [r["p50_ms"] for r in rows], style,
+                        label=f"{server}, {workload}")
+                for r in rows:
+                    ax.annotate(f"c={r['concurrency']}", (r["reviews_per_s"], r["p50_ms"]), fontsize=7)
+    ax.axvline(results["ceiling"]["best"]["reviews_per_s"], color="grey", ls=":", label="in-process ceiling")
+    ax.set_xlabel("throughput (reviews/s)")
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("throughput vs latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

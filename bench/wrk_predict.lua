@@ -1,0 +1,45 @@
+-- wrk script: POST /predict with bodies taken in turn from a file (one JSON body per line).
+--   wrk -s bench/wrk_predict.lua -c 64 -t 2 -d 10s http://127.0.0.1:8000 -- bodies.jsonl
+-- Prints one JSON line: requests, duration, latency percentiles (microseconds), statuses, socket errors.
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  bodies = {}
+  for line in io.lines(args[1]) do
+    bodies[#bodies + 1] = line
+  end
+  position = math.random(#bodies)
+  statuses = {}
+end
+
+function request()
+  position = position % #bodies + 1
+  return wrk.format("POST", "/predict", { ["Content-Type"] = "application/json" }, bodies[position])
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      merged[status] = (merged[status] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(merged) do
+    parts[#parts + 1] = string.format('"%d": %d', status, count)
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "statuses": {%s}, "socket_errors": %d, "timeouts": %d, '
+      .. '"p50_us": %d, "p95_us": %d, "p99_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, table.concat(parts, ", "), e.connect + e.read + e.write, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.mean))
+end

@@ -1,0 +1,171 @@
+"""The container image, built and run for real by a Docker engine that this test starts itself.
+
+Needs `dockerd` (Debian's docker.io), `debootstrap` (for the stand-in base image when no registry is
+reachable) and root; otherwise it is skipped with the reason. The base image is cached as a tarball
+between runs (docker/local-base-image.sh). Takes a few minutes: the vfs storage driver copies layers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+BASE_TAG = "local/python-base:3.11"
+IMAGE_TAG = "sentiment-service:test"
+IMAGE_LIMIT_BYTES = 450 * 1000 * 1000
+REVIEWS = {
+    "An absolute masterpiece. Brilliant acting, a gripping story and a wonderful score; I loved it.": "positive",
+    "One of the worst films I have ever seen. Boring, stupid and badly acted. A total waste of time.": "negative",
+}
+
+
+def _engine_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "starting a Docker engine needs root"
+    for tool in ("dockerd", "docker", "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/test.sh installs it with apt-get)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def docker_env() -> Iterator[dict[str, str]]:
+    reason = _engine_unavailable()
+    if reason:
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="sentiment-docker-"))
+    sock = root / "docker.sock"
+    log = (root / "dockerd.log").open("w")
+    daemon = subprocess.Popen(
+        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--host", f"unix://{sock}",
+         "--pidfile", str(root / "dockerd.pid"), "--storage-driver", "vfs"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["docker", "info"], env=env, capture_output=True).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"the Docker engine did not start: {(root / 'dockerd.log').read_text()[-500:]}")
+            time.sleep(0.2)
+        yield env
+    finally:
+        subprocess.run("docker ps -aq | xargs -r docker rm -f", shell=True, env=env, capture_output=True)
+        subprocess.run(["docker", "system", "prune", "-af"], env=env, capture_output=True, timeout=300)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {done.stdout[-2000:]} {done.stderr[-3000:]}")
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def image(docker_env: dict[str, str]) -> str:
+    subprocess.run([str(ROOT / "docker" / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True,
+                   timeout=900)
+    docker(docker_env, "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, str(ROOT), timeout=1500)
+    return IMAGE_TAG
+
+
+def test_image_is_small_and_has_no_torch(docker_env: dict[str, str], image: str) -> None:
+    size = int(docker(docker_env, "image", "inspect", "--format", "{{.Size}}", image))
+    print(f"runtime image size: {size / 1e6:.0f} MB")
+    assert size <= IMAGE_LIMIT_BYTES
+    probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
+                            "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('training'))"],
+                           env=docker_env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.split() == ["None", "None"], probe.stderr
+    config = json.loads(docker(docker_env, "image", "inspect", "--format", "{{json .Config}}", image))
+    assert config["User"] == "app"
+    assert "8000/tcp" in config["ExposedPorts"]
+    assert config["Cmd"] == ["python", "-m", "service"]
+    assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
+
+
+def test_container_serves_and_drains_on_sigterm(docker_env: dict[str, str], image: str, free_port: int) -> None:
+    name = f"sentiment-test-{free_port}"
+    docker(docker_env, "run", "-d", "--name", name, "-p", f"127.0.0.1:{free_port}:8000", image)
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, docker(docker_env, "logs", name, check=False)
+            time.sleep(0.25)
+        response = httpx.post(f"{base}/predict", json={"texts": list(REVIEWS)}, timeout=10)
+        assert response.status_code == 200
+        assert [p["label"] for p in response.json()["predictions"]] == list(REVIEWS.values())
+        docs = httpx.get(f"{base}/docs", timeout=5)
+        assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+        assert httpx.get(f"{base}/model", timeout=5).json()["provider"] == "CPUExecutionProvider"
+
+        deadline = time.monotonic() + 60  # the image's HEALTHCHECK probes /readyz every 10 s
+        while docker(docker_env, "inspect", "--format", "{{.State.Health.Status}}", name) != "healthy":
+            assert time.monotonic() < deadline, "container never reported healthy"
+            time.sleep(1)
+
+        started = time.monotonic()
+        docker(docker_env, "stop", "--time", "25", name, timeout=60)  # SIGTERM, SIGKILL after 25 s
+        stopped_in = time.monotonic() - started
+        state = json.loads(docker(docker_env, "inspect", "--format", "{{json .State}}", name))
+        assert state["ExitCode"] == 0, docker(docker_env, "logs", name, check=False)
+        assert stopped_in < 20
+        assert "drained; shutting down" in docker(docker_env, "logs", name, check=False) + subprocess.run(
+            ["docker", "logs", name], env=docker_env, capture_output=True, text=True).stderr
+    finally:
+        docker(docker_env, "rm", "-f", name, check=False)
+
+
+def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, free_port: int) -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed (scripts/test.sh installs it with apt-get)")
+    env = {**docker_env, "SENTIMENT_IMAGE": image, "SENTIMENT_PUBLISH": f"127.0.0.1:{free_port}",
+           "BASE_IMAGE": BASE_TAG, "COMPOSE_PROJECT_NAME": f"sentimenttest{free_port}"}
+    config = subprocess.run([compose, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert config.returncode == 0, config.stderr
+    assert "sentiment-gpu" in subprocess.run([compose, "--profile", "gpu", "config", "--services"], cwd=ROOT,
+                                             env=env, capture_output=True, text=True, timeout=60).stdout
+    up = subprocess.run([compose, "up", "-d", "--no-build", "sentiment"], cwd=ROOT, env=env, capture_output=True,
+                        text=True, timeout=180)
+    try:
+        assert up.returncode == 0, up.stderr
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{free_port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "compose service never became ready"
+            time.sleep(0.25)
+    finally:
+        down = subprocess.run([compose, "down", "--timeout", "25"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert down.returncode == 0, down.stderr

@@ -1,0 +1,165 @@
+"""Behaviour under load against the real server process on loopback: overload, soak, disconnects and slow
+clients. Bounded in count and time; nothing here asserts speed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_server_process import start_server, wait_ready
+
+pytestmark = pytest.mark.slow
+
+REVIEW = "The plot was thin but the performances were warm and the ending surprisingly moving. " * 6
+
+
+def metric(base: str, name: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[str]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = start_server(model_dir, port, **env)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, process)
+    return base, process
+
+
+@pytest.fixture
+def small_queue_server(tiny_model_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_QUEUE="64", SENTIMENT_MAX_BATCH_SIZE="16")
+    yield base, process
+    process.terminate()
+    process.wait(30)
+
+
+def test_overload_gives_only_200_and_429_and_recovers(small_queue_server: tuple[str, subprocess.Popen[str]]) -> None:
+    base, process = small_queue_server
+    statuses: Counter[int] = Counter()
+    retry_after: set[str] = set()
+    depths: list[float] = []
+
+    async def one(client: httpx.AsyncClient) -> None:
+        response = await client.post("/predict", json={"texts": [REVIEW] * 8})
+        statuses[response.status_code] += 1
+        if response.status_code == 429:
+            retry_after.add(response.headers.get("retry-after", ""))
+
+    async def watch_depth() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            for _ in range(40):
+                text = (await client.get("/metrics")).text
+                depths.append(float(re.search(r"^sentiment_queue_depth (\S+)$", text, re.M).group(1)))  # type: ignore[union-attr]
+                await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+            await asyncio.gather(watch_depth(), *(one(client) for _ in range(400)))
+
+    asyncio.run(main())
+    assert set(statuses) <= {200, 429}, statuses
+    assert statuses[429] > 0 and statuses[200] > 0, statuses
+    assert retry_after == {"1"}
+    assert max(depths) <= 64
+    started = time.monotonic()
+    response = httpx.post(f"{base}/predict", json={"text": REVIEW}, timeout=10)
+    assert response.status_code == 200
+    print(f"first request after overload answered in {1000 * (time.monotonic() - started):.1f} ms; {statuses}")
+    assert metric(base, "sentiment_queue_depth") == 0
+    assert process.poll() is None
+
+
+def test_soak_has_no_errors_and_no_memory_growth(tiny_model_dir: Path) -> None:
+    base, process = launch(tiny_model_dir)
+    statuses: Counter[int] = Counter()
+    samples: list[tuple[float, float]] = []
+
+    async def worker(client: httpx.AsyncClient, stop: float) -> None:
+        i = 0
+        while time.monotonic() < stop:
+            response = await client.post("/predict", json={"texts": [f"{REVIEW} {i}", "short one"]})
+            statuses[response.status_code] += 1
+            i += 1
+
+    async def sampler(stop: float) -> None:
+        start = time.monotonic()
+        while time.monotonic() < stop:
+            samples.append((time.monotonic() - start, rss_mb(process.pid)))
+            await asyncio.sleep(1)
+
+    async def main() -> None:
+        stop = time.monotonic() + 65
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            await asyncio.gather(sampler(stop), *(worker(client, stop) for _ in range(16)))
+
+    try:
+        asyncio.run(main())
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert set(statuses) == {200}, statuses
+    warm = next(rss for t, rss in samples if t >= 10)
+    final = samples[-1][1]
+    print(f"soak: {sum(statuses.values())} requests; RSS {warm:.0f} MB after warm-up, {final:.0f} MB at the end")
+    assert final < warm * 1.10
+
+
+def test_disconnecting_and_slow_clients_leak_nothing(tiny_model_dir: Path) -> None:
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_WAIT_MS="200", SENTIMENT_MAX_BATCH_SIZE="512")
+    host, port = base.removeprefix("http://").split(":")
+    try:
+        # Clients that give up: the timeout fires while their texts wait for the held-open batch.
+        async def impatient() -> None:
+            async with httpx.AsyncClient(base_url=base, timeout=0.05) as client:
+                await asyncio.gather(*(client.post("/predict", json={"texts": [REVIEW] * 4})
+                                       for _ in range(30)), return_exceptions=True)
+
+        asyncio.run(impatient())
+        time.sleep(1.0)
+        assert metric(base, "sentiment_queue_depth") == 0
+        gone = metric(base, 'sentiment_rejected_requests_total{reason="client_gone"}')
+        assert gone > 0
+        scored = metric(base, "sentiment_texts_scored_total")
+        assert scored < 30 * 4  # withdrawn texts never reached the model
+
+        # Slow clients: headers and half a body, then silence. They hold a socket, not a queue slot.
+        slow = []
+        body = b'{"texts": ["' + b"a" * 100
+        for _ in range(50):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100000\r\n\r\n" + body)
+            slow.append(sock)
+        rss_before = rss_mb(process.pid)
+        for _ in range(20):
+            assert httpx.post(f"{base}/predict", json={"text": REVIEW}, timeout=10).status_code == 200
+        assert metric(base, "sentiment_queue_depth") == 0
+        for sock in slow:
+            sock.close()
+        time.sleep(0.5)
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert rss_mb(process.pid) < rss_before + 20
+    finally:
+        process.terminate()
+        process.wait(30)

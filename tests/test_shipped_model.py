@@ -1,0 +1,68 @@
+"""The model shipped in models/imdb-bilstm: its card is true and it classifies well."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from service.predictor import Predictor, file_sha256
+from tests.conftest import SHIPPED_MODEL
+from training.data import digest_of_hashes, read_split_manifest
+
+OBVIOUS = {
+    "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
+    "An absolute masterpiece: beautifully shot, superbly acted and wonderfully written.": "positive",
+    "A delightful, funny and heartwarming film. Highly recommended!": "positive",
+    "Great performances and a terrific script. 10/10, would watch again.": "positive",
+    "I enjoyed it a lot; the cast is excellent and the ending is perfect.": "positive",
+    "The worst movie I have ever seen. Boring, stupid and badly acted.": "negative",
+    "A total waste of time and money. Awful script, terrible acting, no plot at all.": "negative",
+    "Dull, predictable and far too long. I nearly walked out.": "negative",
+    "Horrible. The dialogue is laughable and the direction is incompetent. 1/10.": "negative",
+    "I hated it. Poorly written, poorly acted, avoid at all costs.": "negative",
+}
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    return Predictor.load(SHIPPED_MODEL, provider="cpu")
+
+
+def test_card_matches_the_files(shipped: Predictor) -> None:
+    card = json.loads((SHIPPED_MODEL / "model_card.json").read_text())
+    for name, entry in card["files"].items():
+        assert file_sha256(SHIPPED_MODEL / name) == entry["sha256"], name
+        assert (SHIPPED_MODEL / name).stat().st_size == entry["bytes"], name
+    assert (SHIPPED_MODEL / "model.onnx").stat().st_size <= 12 * 1024 * 1024
+    assert card["metrics"]["test"]["examples"] == card["data"]["split_sizes"]["test"]
+    manifest = read_split_manifest(SHIPPED_MODEL / "splits.tsv")
+    assert {k: digest_of_hashes(v) for k, v in manifest.items()} == card["data"]["split_sha256"]
+    assert not manifest["test"] & manifest["train"]
+
+
+def test_loads_and_scores_quickly(shipped: Predictor) -> None:
+    started = time.perf_counter()
+    predictor = Predictor.load(SHIPPED_MODEL, provider="cpu")
+    predictor.predict([next(iter(OBVIOUS))])
+    print(f"load + first prediction: {time.perf_counter() - started:.3f} s")
+
+
+def test_obvious_reviews(shipped: Predictor) -> None:
+    predictions = shipped.predict(list(OBVIOUS))
+    assert [p.label for p in predictions] == list(OBVIOUS.values())
+    assert all(p.score > 0.8 for p in predictions)
+
+
+def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predictor, imdb_split) -> None:  # type: ignore[no-untyped-def]
+    test = imdb_split.test
+    step = len(test) // 500
+    sample = test[::step][:500]
+    assert len(sample) == 500
+    assert 240 <= sum(ex.label for ex in sample) <= 260
+    predictions = shipped.predict([ex.text for ex in sample], max_batch_tokens=16_384)
+    accuracy = np.mean([p.label == shipped.labels[ex.label] for p, ex in zip(predictions, sample, strict=True)])
+    print(f"accuracy on the 500-review slice: {accuracy:.4f}")
+    assert accuracy >= 0.89
