@@ -25,7 +25,8 @@ from training.model import BiLSTMClassifier, ModelConfig
 
 
 def torch_model_from_onnx(predictor: Predictor) -> BiLSTMClassifier:
-    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(predictor.model_dir / "model.onnx").graph.initializer}
+    graph = onnx.load(predictor.model_dir / "model.onnx").graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     arch = predictor.card["architecture"]
     model = BiLSTMClassifier(ModelConfig(vocab_size=arch["vocab_size"], num_classes=len(predictor.labels),
                                          embedding_dim=arch["embedding_dim"], hidden_size=arch["hidden_size"],
@@ -80,7 +81,8 @@ def create_app(model_dir: str, threads: int) -> FastAPI:
             with torch.no_grad():
                 probs = torch.softmax(model(torch.tensor([ids]), torch.tensor([len(ids)])), dim=1)[0].tolist()
             best = int(np.argmax(probs))
-            out.append({"label": labels[best], "score": probs[best], "probabilities": dict(zip(labels, probs, strict=True)),
+            out.append({"label": labels[best], "score": probs[best],
+                        "probabilities": dict(zip(labels, probs, strict=True)),
                         "tokens": len(encoding.ids), "truncated": bool(encoding.overflowing)})
         return {"predictions": out}
 

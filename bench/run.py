@@ -172,8 +172,8 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(results: dict[str, Any]) -> str:
     c = results["ceiling"]
     lines = [
-        f"Run {results['date']} on {results['cpus']} CPUs; HTTP figures are medians of {results['repeats']} wrk runs of "
-        f"{results['duration_s']:.0f} s.",
+        f"Run {results['date']} on {results['cpus']} CPUs; HTTP figures are medians of {results['repeats']} "
+        f"wrk runs of {results['duration_s']:.0f} s.",
         "",
         f"Ceiling (in-process, tokenize + infer, {c['texts']} test reviews): best "
         f"**{c['best']['reviews_per_s']:.0f} reviews/s** (batch {c['best']['batch_size']}, {c['best']['threads']} "
@@ -183,7 +183,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|" + "---|" * len({r['batch_size'] for r in c['runs']}),
     ]
     for t in sorted({r["threads"] for r in c["runs"]}):
-        lines.append(f"| {t} | " + " | ".join(f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["threads"] == t) + " |")
+        rates = [f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["threads"] == t]
+        lines.append(f"| {t} | " + " | ".join(rates) + " |")
     baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
     ratio = {(r["workload"], r["concurrency"]): r for r in results["ratios"]}
     lines += ["", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | "
@@ -196,7 +197,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['workload']} ({r['texts_per_request']} text{'s' if r['texts_per_request'] > 1 else ''}) | "
             f"{r['concurrency']} | {r['reviews_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['errors']} | {q['service_over_ceiling']:.2f} | "
-            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |" if b else "– | – | – |"))
+            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |" if b
+               else "– | – | – |"))
     lines += ["", f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
                   f"the load: {results['service_rss_mb_after_load']:.0f} MB.", ""]
     return "\n".join(lines)

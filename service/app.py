@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
@@ -83,9 +83,16 @@ def error_response(request_id: str | None, error: ApiError) -> Response:
 
 
 class RequestContextMiddleware:
+    """Request id, body size limit, access log and request metrics, in one pure ASGI layer.
+
+    The body limit is checked on Content-Length before anything is read, and again while the body streams
+    in (chunked uploads), so an oversized body is never held in memory whole.
+    """
+
     def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
         self.state = state
+        self.max_body = state.settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,6 +102,7 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        received = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -103,8 +111,20 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPException(413)  # FastAPI passes its HTTP errors from body reading through
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            if _content_length(scope) > self.max_body:
+                await error_response(request_id, body_too_large(self.max_body))(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive_limited, send_with_id)
         finally:
             route = scope.get("route")
             route_label = getattr(route, "path", "unmatched")
@@ -116,6 +136,20 @@ class RequestContextMiddleware:
                 access_log.info("request", extra={"request_id": request_id, "method": scope["method"],
                                                   "path": scope["path"], "status": status,
                                                   "duration_ms": round(elapsed * 1000, 2)})
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body is larger than SENTIMENT_MAX_BODY_BYTES = {limit:,} bytes")
+
+
+def _content_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0  # the server rejects a malformed header before we get here
+    return 0
 
 
 def _request_id(scope: Scope) -> str:
@@ -160,17 +194,16 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        if exc.status_code == 413:
+            return error_response(request_id, body_too_large(settings.max_body_bytes))
         messages = {
+            400: ("bad_request", f"could not read the request body ({exc.detail})"),
             404: ("not_found", f"no route {request.url.path}"),
             405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
-            413: ("body_too_large", f"request body is larger than SENTIMENT_MAX_BODY_BYTES = "
-                                    f"{settings.max_body_bytes:,} bytes"),
         }
         code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
-        if exc.status_code == 400:
-            code, message = "bad_request", f"could not read the request body ({exc.detail})"
-        return error_response(getattr(request.state, "request_id", None),
-                              ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+        return error_response(request_id, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -188,7 +221,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     settings = settings or Settings()
     state = State(settings)
     preloaded = predictor
-    PredictRequest = make_predict_request(settings.max_client_batch, settings.max_text_chars)  # noqa: N806
+    PredictRequest = make_predict_request(settings.max_client_batch, settings.max_text_chars)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -220,7 +253,6 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         description="Sentiment scores for English texts from a bidirectional LSTM served by ONNX Runtime. "
                     "Send one text or a batch to `POST /predict`.",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         responses={422: {"model": ErrorResponse, "description": "invalid input (names the field and limit)"}},
     )
     app.state.service = state
@@ -234,6 +266,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         dependencies=[auth],
         summary="Score the sentiment of one or more texts",
         responses={
+            400: {"model": ErrorResponse, "description": "the body could not be parsed at all"},
             401: {"model": ErrorResponse, "description": "missing or wrong API key"},
             413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
             429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
@@ -9,15 +10,31 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
 
 
+# "Not only white space", with JSON Schema's (ECMA-262) idea of white space, so that the published pattern
+# and the server agree on every string (Python's str.isspace also counts e.g. U+001C..U+001F).
+NOT_ONLY_WHITESPACE = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
+
+
 def _check_text(value: str) -> str:
     # Unpaired surrogates never get here: pydantic refuses them as "not a valid string".
-    if not value.strip():
+    if not _NOT_ONLY_WHITESPACE.search(value):
         raise ValueError("must contain at least one non-whitespace character")
     return value
 
 
+def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
+    """Publish the real contract: exactly one of the two fields, neither of them null."""
+    for name in ("text", "texts"):
+        prop = schema["properties"][name]
+        prop.pop("default", None)
+        non_null = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+        prop.update(non_null[0])
+    schema["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+
+
 class _PredictRequestBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_exactly_one_in_schema)
 
     @model_validator(mode="after")
     def _exactly_one_input(self) -> _PredictRequestBase:
@@ -34,7 +51,8 @@ class _PredictRequestBase(BaseModel):
 def make_predict_request(max_client_batch: int, max_text_chars: int, name: str = "PredictRequest") -> type[
         _PredictRequestBase]:
     """The request model for the configured limits (texts per request, characters per text)."""
-    text_type = Annotated[str, StringConstraints(max_length=max_text_chars), AfterValidator(_check_text)]
+    text_type = Annotated[str, StringConstraints(max_length=max_text_chars), AfterValidator(_check_text),
+                          Field(json_schema_extra={"pattern": NOT_ONLY_WHITESPACE})]
     return create_model(
         name,
         __base__=_PredictRequestBase,

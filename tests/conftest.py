@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "models" / "imdb-bilstm"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 
-TINY_CONFIG = TrainConfig(epochs=2, max_samples=600, vocab_size=3000, max_tokens=120, seed=7,
-                          model={"embedding_dim": 16, "hidden_size": 16, "num_layers": 1, "dropout": 0.1})
+# About 5 s of training on 2,000 reviews; reaches ~0.8 validation accuracy.
+TINY_CONFIG = TrainConfig(epochs=4, batch_size=32, max_samples=2000, vocab_size=4000, max_tokens=160, seed=7,
+                          learning_rate=8e-3,
+                          model={"embedding_dim": 32, "hidden_size": 24, "num_layers": 1, "dropout": 0.2})
 
 
 @pytest.fixture(scope="session")

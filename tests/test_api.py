@@ -95,7 +95,7 @@ def test_results_are_batch_invariant_and_equal_the_export_reference(client: Test
     long_reviews = sorted((ex.text for ex in imdb_split.test), key=len)[-63:]
     alone = client.post("/predict", json={"text": target}).json()["predictions"][0]
     for position in (0, 31, 63):
-        texts = long_reviews[:position] + [target] + long_reviews[position:]
+        texts = [*long_reviews[:position], target, *long_reviews[position:]]
         batch = client.post("/predict", json={"texts": texts}).json()["predictions"]
         assert batch[position]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
     # The PyTorch model the export was verified against gives the same probabilities.
@@ -302,8 +302,10 @@ def test_docs_pages_load_only_local_assets(client: TestClient, page: str) -> Non
 def test_openapi_schema_carries_limits_and_examples(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     request = spec["components"]["schemas"]["PredictRequest"]
-    texts = next(s for s in request["properties"]["texts"]["anyOf"] if s.get("type") == "array")
+    texts = request["properties"]["texts"]
     assert texts["maxItems"] == 64
+    assert texts["items"]["maxLength"] == 100_000
+    assert request["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]
     assert request["properties"]["text"]["examples"]
     assert spec["components"]["schemas"]["PredictionOut"]["properties"]["label"]["examples"] == ["positive"]
     assert {"401", "413", "422", "429", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])

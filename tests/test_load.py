@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_server_process import start_server, wait_ready
+from tests.test_server_process import start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -35,25 +35,24 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[str]]:
+def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = start_server(model_dir, port, **env)
+    process = start_server(model_dir, port, None, **env)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, process)
     return base, process
 
 
 @pytest.fixture
-def small_queue_server(tiny_model_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def small_queue_server(tiny_model_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     base, process = launch(tiny_model_dir, SENTIMENT_MAX_QUEUE="64", SENTIMENT_MAX_BATCH_SIZE="16")
     yield base, process
-    process.terminate()
-    process.wait(30)
+    stop_server(process)
 
 
-def test_overload_gives_only_200_and_429_and_recovers(small_queue_server: tuple[str, subprocess.Popen[str]]) -> None:
+def test_overload_gives_only_200_and_429_and_recovers(small_queue_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     base, process = small_queue_server
     statuses: Counter[int] = Counter()
     retry_after: set[str] = set()
@@ -116,8 +115,7 @@ def test_soak_has_no_errors_and_no_memory_growth(tiny_model_dir: Path) -> None:
     try:
         asyncio.run(main())
     finally:
-        process.terminate()
-        process.wait(30)
+        stop_server(process)
     assert set(statuses) == {200}, statuses
     warm = next(rss for t, rss in samples if t >= 10)
     final = samples[-1][1]
@@ -161,5 +159,4 @@ def test_disconnecting_and_slow_clients_leak_nothing(tiny_model_dir: Path) -> No
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
         assert rss_mb(process.pid) < rss_before + 20
     finally:
-        process.terminate()
-        process.wait(30)
+        stop_server(process)

@@ -20,17 +20,30 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def start_server(model_dir: Path, port: int, **env: str) -> subprocess.Popen[str]:
+def start_server(model_dir: Path, port: int, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m service`` on loopback; its log (JSON lines on stderr) goes to ``log`` (a file, so a
+    busy server never blocks on a full pipe)."""
     environment = {**os.environ, "SENTIMENT_MODEL_DIR": str(model_dir), "SENTIMENT_PORT": str(port),
                    "SENTIMENT_HOST": "127.0.0.1", "SENTIMENT_PROVIDER": "cpu", **env}
-    return subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environment, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(log or os.devnull, "wb") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environment,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 30) -> float:
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, f"server exited with {process.returncode}"
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return time.monotonic() - started
@@ -41,20 +54,19 @@ def wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 30) -
 
 
 @pytest.fixture
-def server(tiny_model_dir: Path, free_port: int) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    process = start_server(tiny_model_dir, free_port, SENTIMENT_SHUTDOWN_GRACE_S="10")
+def server(tiny_model_dir: Path, free_port: int, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    log = tmp_path / "server.log"
+    process = start_server(tiny_model_dir, free_port, log, SENTIMENT_SHUTDOWN_GRACE_S="10")
     base = f"http://127.0.0.1:{free_port}"
     try:
         wait_ready(base, process)
-        yield base, process
+        yield base, process, log
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
+        stop_server(process)
 
 
-def test_serves_predictions_over_http(server: tuple[str, subprocess.Popen[str]]) -> None:
-    base, _ = server
+def test_serves_predictions_over_http(server: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+    base, _, _ = server
     with httpx.Client(base_url=base, timeout=10) as client:
         response = client.post("/predict", json={"texts": ["Loved it, wonderful.", "Hated it, awful."]},
                                headers={"X-Request-ID": "proc-test-1"})
@@ -66,8 +78,8 @@ def test_serves_predictions_over_http(server: tuple[str, subprocess.Popen[str]])
         assert "sentiment_requests_total" in client.get("/metrics").text
 
 
-def test_sigterm_drains_in_flight_requests(server: tuple[str, subprocess.Popen[str]]) -> None:
-    base, process = server
+def test_sigterm_drains_in_flight_requests(server: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+    base, process, log = server
     results: list[int | str] = []
     lock = threading.Lock()
     long_text = " ".join(["a fine and thoughtful film"] * 40)
@@ -94,19 +106,23 @@ def test_sigterm_drains_in_flight_requests(server: tuple[str, subprocess.Popen[s
     exit_seconds = time.monotonic() - sent
     for t in threads:
         t.join(30)
-    assert code == 0
+    # uvicorn drains, then re-raises the signal so the exit status says "ended by SIGTERM" (in a container,
+    # as PID 1, that is exit code 0); either way the log must show the drain completed.
+    assert code in (0, -signal.SIGTERM)
     assert exit_seconds < 10
     answered = [r for r in results if isinstance(r, int)]
     assert answered and all(status == 200 for status in answered), results
     assert all(r in {"ConnectError", "RemoteProtocolError", "ReadError"} for r in results if not isinstance(r, int))
-    logs = [json.loads(line) for line in (process.stderr.read() if process.stderr else "").splitlines() if line]
-    assert any(entry["message"] == "drained; shutting down" for entry in logs)
+    logs = [json.loads(line) for line in log.read_text().splitlines() if line]
+    messages = [entry["message"] for entry in logs]
+    assert "drained; shutting down" in messages
+    assert messages[-1].startswith("Finished server process")
     assert all("texts" not in entry for entry in logs)  # review texts are never logged at info level
 
 
 def test_bad_model_directory_exits_with_one_line(tmp_path: Path, free_port: int) -> None:
-    process = start_server(tmp_path / "missing", free_port)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 2
-    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    log = tmp_path / "server.log"
+    process = start_server(tmp_path / "missing", free_port, log)
+    assert process.wait(30) == 2
+    errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
     assert errors == [f"error: cannot start: model directory {tmp_path / 'missing'} does not exist"]

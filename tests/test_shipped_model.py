@@ -57,11 +57,10 @@ def test_obvious_reviews(shipped: Predictor) -> None:
 
 
 def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predictor, imdb_split) -> None:  # type: ignore[no-untyped-def]
-    test = imdb_split.test
-    step = len(test) // 500
-    sample = test[::step][:500]
-    assert len(sample) == 500
-    assert 240 <= sum(ex.label for ex in sample) <= 260
+    """The first 250 test reviews of each class, in split (hash) order."""
+    negatives = [ex for ex in imdb_split.test if ex.label == 0]
+    positives = [ex for ex in imdb_split.test if ex.label == 1]
+    sample = negatives[:250] + positives[:250]
     predictions = shipped.predict([ex.text for ex in sample], max_batch_tokens=16_384)
     accuracy = np.mean([p.label == shipped.labels[ex.label] for p, ex in zip(predictions, sample, strict=True)])
     print(f"accuracy on the 500-review slice: {accuracy:.4f}")

@@ -67,16 +67,16 @@ def test_long_texts_keep_their_end(tokenizer: Tokenizer) -> None:
 
 def test_service_tokenizes_exactly_as_training(tiny_run: Path, tiny_model_dir: Path, imdb_split) -> None:  # type: ignore[no-untyped-def]
     """Training's in-memory tokenizer, rebuilt the same way, and the file the service loads agree."""
-    from training.train import TrainConfig, _cap
-
     from tests.conftest import TINY_CONFIG
+    from training.train import TrainConfig, _cap
 
     assert isinstance(TINY_CONFIG, TrainConfig)
     trained = train_tokenizer((ex.text for ex in _cap(imdb_split.train, TINY_CONFIG.max_samples, TINY_CONFIG.seed)),
                               TINY_CONFIG.vocab_size, TINY_CONFIG.max_tokens, TINY_CONFIG.min_frequency)
     served = Predictor.load(tiny_model_dir, provider="cpu")
-    texts = [ex.text for ex in imdb_split.test[:150] + imdb_split.test[-150:]] + CORPUS + [
-        "NUL\x00byte", "tabs\tand\nnewlines", "ｆｕｌｌ ｗｉｄｔｈ", "👍🏽 👨‍👩‍👧", "<br/>only<br />markup<br>", "a" * 5000]
+    odd = ["NUL\x00byte", "tabs\tand\nnewlines", "ｆｕｌｌ ｗｉｄｔｈ", "👍🏽 👨‍👩‍👧", "<br/>only<br />markup<br>",
+           "a" * 5000]
+    texts = [ex.text for ex in imdb_split.test[:150] + imdb_split.test[-150:]] + CORPUS + odd
     expected = trained.encode_batch(texts)
     got = served.encode(texts)
     assert [e.ids for e in got] == [e.ids for e in expected]

@@ -24,7 +24,7 @@ def test_a_short_run_learns(tiny_run: Path) -> None:
     history = json.loads((tiny_run / "history.json").read_text())
     assert len(history) == TINY_CONFIG.epochs
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert max(h["val_accuracy"] for h in history) > 0.6  # 600 held-out reviews; chance is 0.5
+    assert max(h["val_accuracy"] for h in history) > 0.65  # 2,000 held-out reviews; chance is 0.5
     assert (tiny_run / "checkpoints" / "best.pt").exists()
 
 

@@ -7,6 +7,7 @@ the training history is known) to ``MODEL_DIR/evaluation/`` or ``--output``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -20,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from service.predictor import CARD_FILE, Predictor
-from training.data import Dataset, DataError, Example, digest_of_hashes, load_from_spec, split_dataset
+from training.data import DataError, Dataset, Example, digest_of_hashes, load_from_spec, split_dataset
 
 log = logging.getLogger(__name__)
 ECE_BINS = 15
@@ -45,7 +46,7 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
     edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
     bins = []
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (confidence > lo) & (confidence <= hi)
         if in_bin.any():
             gap = abs(correct[in_bin].mean() - confidence[in_bin].mean())
