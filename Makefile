@@ -10,7 +10,11 @@ test:             ## the whole test suite (what CI runs)
 	./scripts/test.sh
 
 train:            ## retrain, export, verify and evaluate the shipped model
-	.venv/bin/python -m training all --run-dir runs/imdb-bilstm --model-dir models/imdb-bilstm
+	.venv/bin/python -m training all --int8
+
+bench:            ## ceiling + service over HTTP + PyTorch baseline -> bench/results/latest.{json,md,png}
+	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk
+	.venv/bin/python -m bench.run
 
 lint:
 	.venv/bin/ruff check training service tests bench

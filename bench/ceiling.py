@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,24 @@ def test_reviews(model_dir: Path, count: int) -> list[str]:
     return [ex.text for ex in examples[::step][:count]]
 
 
-def throughput(predictor: Predictor, texts: list[str], batch_size: int, repeats: int) -> float:
-    """Median reviews/s over ``repeats`` passes; texts are taken in order (no length sorting across batches)."""
+def throughput(predictor: Predictor, texts: list[str], batch_size: int, repeats: int,
+               max_batch_tokens: int | None, workers: int = 1) -> float:
+    """Median reviews/s over ``repeats`` passes. Texts arrive in test-split order, ``batch_size`` at a time
+    (as requests would); inside a batch the predictor groups them by length, as the service does.
+    ``workers`` threads share the texts and call the same session concurrently."""
+
+    def score(share: list[str]) -> None:
+        for i in range(0, len(share), batch_size):
+            predictor.predict(share[i:i + batch_size], max_batch_tokens=max_batch_tokens)
+
     rates = []
     for _ in range(repeats):
+        threads = [threading.Thread(target=score, args=(texts[k::workers],)) for k in range(workers)]
         started = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            predictor.predict(texts[i:i + batch_size])
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         rates.append(len(texts) / (time.perf_counter() - started))
     return statistics.median(rates)
 
@@ -49,20 +61,26 @@ def single_latency_ms(predictor: Predictor, runs: int = 300) -> float:
     return statistics.median(samples)
 
 
-def measure(model_dir: Path, count: int, repeats: int, batch_sizes: list[int], threads: list[int],
-            provider: str = "cpu") -> dict[str, Any]:
+def measure(model_dir: Path, count: int, repeats: int, batch_sizes: list[int], setups: list[tuple[int, int]],
+            provider: str = "cpu", max_batch_tokens: int | None = 4096) -> dict[str, Any]:
+    """``setups``: (workers, onnxruntime threads per run) pairs to try."""
     texts = test_reviews(model_dir, count)
-    results: dict[str, Any] = {"texts": len(texts), "provider": provider, "runs": []}
-    for n_threads in threads:
+    results: dict[str, Any] = {"texts": len(texts), "provider": provider, "max_batch_tokens": max_batch_tokens,
+                               "runs": []}
+    for workers, n_threads in setups:
         predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=n_threads)  # type: ignore[arg-type]
         predictor.warm_up()
-        latency = single_latency_ms(predictor)
+        setup = f"{workers}x{n_threads}"
+        if workers == 1:
+            latency = single_latency_ms(predictor)
+            results.setdefault("single_short_text_ms", {})[str(n_threads)] = latency
+            print(f"threads {n_threads}  single short text p50 {latency:.2f} ms", flush=True)
         for batch_size in batch_sizes:
-            rate = throughput(predictor, texts, batch_size, repeats)
-            results["runs"].append({"threads": n_threads, "batch_size": batch_size, "reviews_per_s": rate})
-            print(f"threads {n_threads}  batch {batch_size:4d}  {rate:8.1f} reviews/s", flush=True)
-        results.setdefault("single_short_text_ms", {})[str(n_threads)] = latency
-        print(f"threads {n_threads}  single short text p50 {latency:.2f} ms", flush=True)
+            rate = throughput(predictor, texts, batch_size, repeats, max_batch_tokens, workers)
+            results["runs"].append({"setup": setup, "workers": workers, "threads": n_threads,
+                                    "batch_size": batch_size, "reviews_per_s": rate})
+            print(f"{workers} worker(s) x {n_threads} thread(s)  batch {batch_size:4d}  {rate:8.1f} reviews/s",
+                  flush=True)
     best = max(results["runs"], key=lambda r: r["reviews_per_s"])
     results["best"] = best
     return results
@@ -73,13 +91,15 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("models/imdb-bilstm"))
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-sizes", default="1,4,16,32,64,128")
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--batch-sizes", default="1,8,32,64,128")
+    parser.add_argument("--max-batch-tokens", type=int, default=4096, help="length-group cap (0: one group)")
+    parser.add_argument("--setups", default="1x1,1x2,2x1", help="WORKERSxTHREADS, comma-separated")
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     results = measure(args.model_dir, args.texts, args.repeats, [int(b) for b in args.batch_sizes.split(",")],
-                      [int(t) for t in args.threads.split(",")], args.provider)
+                      [tuple(map(int, s.split("x"))) for s in args.setups.split(",")],  # type: ignore[misc]
+                      args.provider, args.max_batch_tokens or None)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))
 

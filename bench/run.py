@@ -63,11 +63,20 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[by
     raise RuntimeError(f"{cmd} did not become ready")
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:  # the baseline's thread pool may still be busy with abandoned requests
+        process.kill()
+        process.wait(15)
+
+
 def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
     threads = min(2, concurrency)
-    out = subprocess.run(["wrk", "-s", str(ROOT / "bench" / "wrk_predict.lua"), "-c", str(concurrency), "-t",
-                          str(threads), "-d", f"{duration}s", "--timeout", "30s", f"http://127.0.0.1:{port}", "--",
-                          str(bodies)], capture_output=True, text=True, timeout=duration + 60, check=True)
+    command = ["wrk", "-s", str(ROOT / "bench" / "wrk_predict.lua"), "-c", str(concurrency), "-t", str(threads),
+               "-d", f"{round(duration)}s", "--timeout", "30s", f"http://127.0.0.1:{port}", "--", str(bodies)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -110,13 +119,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--texts", type=int, default=1000, help="test reviews used by the ceiling and the load")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--only", default="", help="e.g. single:64,batch32:64 (tuning runs; no ceiling, "
+                        "no baseline, results not written to latest.*)")
     parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
+    if args.only:
+        tune(args)
+        return
 
     print("ceiling (in-process onnxruntime, tokenize + infer):", flush=True)
-    ceiling = measure(args.model_dir, args.texts, 3, [1, 8, 32, 64], [1, 2])
+    ceiling = measure(args.model_dir, args.texts, 3, [1, 8, 32, 64, 128], [(1, 1), (1, 2), (2, 1)])
     reviews = test_reviews(args.model_dir, args.texts)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
                                "duration_s": args.duration, "repeats": args.repeats, "ceiling": ceiling}
@@ -136,8 +150,7 @@ def main() -> None:
             results["service"] = measure_server(port, files, args.duration, args.repeats, workloads)
             results["service_rss_mb_after_load"] = rss_mb(service.pid)
         finally:
-            service.terminate()
-            service.wait(30)
+            stop(service)
         if not args.skip_baseline:
             port = free_port()
             print("baseline (PyTorch eager, plain FastAPI, one text per forward):", flush=True)
@@ -146,14 +159,34 @@ def main() -> None:
             try:
                 results["baseline"] = measure_server(port, files, args.duration, args.repeats, workloads)
             finally:
-                baseline.terminate()
-                baseline.wait(30)
+                stop(baseline)
     results["ratios"] = ratios(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     (RESULTS / "latest.md").write_text(markdown(results))
     plot(results, RESULTS / "latest.png")
     print((RESULTS / "latest.md").read_text())
+
+
+def tune(args: argparse.Namespace) -> None:
+    """A quick HTTP-only measurement of a few workloads under the given --env settings."""
+    workloads: dict[str, tuple[int, ...]] = {}
+    for item in args.only.split(","):
+        name, concurrency = item.split(":")
+        workloads[name] = (*workloads.get(name, ()), int(concurrency))
+    reviews = test_reviews(args.model_dir, args.texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_bodies(reviews, Path(tmp))
+        port = free_port()
+        env = {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
+               "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
+               **dict(item.split("=", 1) for item in args.env)}
+        print("settings:", " ".join(args.env) or "defaults", flush=True)
+        service = start([sys.executable, "-m", "service"], env, port)
+        try:
+            measure_server(port, files, args.duration, args.repeats, workloads)
+        finally:
+            stop(service)
 
 
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -164,7 +197,9 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
         b = baseline.get((r["workload"], r["concurrency"]))
         rows.append({"workload": r["workload"], "concurrency": r["concurrency"],
                      "service_over_ceiling": r["reviews_per_s"] / best,
-                     "service_over_baseline": r["reviews_per_s"] / b["reviews_per_s"] if b else None,
+                     # None where the baseline finished no request within the run's duration
+                     "service_over_baseline": r["reviews_per_s"] / b["reviews_per_s"] if b and b["reviews_per_s"]
+                     else None,
                      "p99_over_p50": r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else None})
     return rows
 
@@ -176,15 +211,17 @@ def markdown(results: dict[str, Any]) -> str:
         f"wrk runs of {results['duration_s']:.0f} s.",
         "",
         f"Ceiling (in-process, tokenize + infer, {c['texts']} test reviews): best "
-        f"**{c['best']['reviews_per_s']:.0f} reviews/s** (batch {c['best']['batch_size']}, {c['best']['threads']} "
-        f"threads); single short text p50 {min(c['single_short_text_ms'].values()):.2f} ms.",
+        f"**{c['best']['reviews_per_s']:.0f} reviews/s** (batch {c['best']['batch_size']}, {c['best']['workers']} "
+        f"worker thread(s) x {c['best']['threads']} onnxruntime thread(s)); single short text p50 "
+        f"{min(c['single_short_text_ms'].values()):.2f} ms.",
         "",
-        "| threads | " + " | ".join(f"batch {b}" for b in sorted({r['batch_size'] for r in c['runs']})) + " |",
+        "| workers x threads | " + " | ".join(f"batch {b}" for b in sorted({r['batch_size'] for r in c['runs']}))
+        + " |",
         "|---|" + "---|" * len({r['batch_size'] for r in c['runs']}),
     ]
-    for t in sorted({r["threads"] for r in c["runs"]}):
-        rates = [f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["threads"] == t]
-        lines.append(f"| {t} | " + " | ".join(rates) + " |")
+    for setup in dict.fromkeys(r["setup"] for r in c["runs"]):
+        rates = [f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["setup"] == setup]
+        lines.append(f"| {setup} | " + " | ".join(rates) + " |")
     baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
     ratio = {(r["workload"], r["concurrency"]): r for r in results["ratios"]}
     lines += ["", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | "
@@ -197,8 +234,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['workload']} ({r['texts_per_request']} text{'s' if r['texts_per_request'] > 1 else ''}) | "
             f"{r['concurrency']} | {r['reviews_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['errors']} | {q['service_over_ceiling']:.2f} | "
-            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |" if b
-               else "– | – | – |"))
+            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |"
+               if b and b["reviews_per_s"] else
+               f"0 (no request finished in {results['duration_s']:.0f} s) | > {results['duration_s'] * 1000:.0f} | ∞ |"
+               if b else "– | – | – |"))
     lines += ["", f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
                   f"the load: {results['service_rss_mb_after_load']:.0f} MB.", ""]
     return "\n".join(lines)
@@ -213,7 +252,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for server, style in (("service", "o-"), ("baseline", "s--")):
         for workload in ("single", "batch32"):
-            rows = [r for r in results.get(server, []) if r["workload"] == workload]
+            # rows where no request finished within the run have no latency to plot
+            rows = [r for r in results.get(server, []) if r["workload"] == workload and r["reviews_per_s"]]
             if rows:
                 ax.plot([r["reviews_per_s"] for r in rows], [r["p50_ms"] for r in rows], style,
                         label=f"{server}, {workload}")

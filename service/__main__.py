@@ -8,10 +8,10 @@ from types import FrameType
 
 import uvicorn
 
-from service.app import create_app
+from service.app import create_app, load_predictor
 from service.config import Settings
 from service.logs import configure_logging
-from service.predictor import ModelLoadError, Predictor
+from service.predictor import ModelLoadError
 
 log = logging.getLogger("service")
 
@@ -34,9 +34,7 @@ def main() -> int:
     configure_logging(settings.log_level)
     try:
         # Load (and check) the model before listening: a bad model directory never gives a half-alive server.
-        predictor = Predictor.load(settings.model_dir, provider=settings.provider,
-                                   intra_op_threads=settings.intra_op_threads or None,
-                                   inter_op_threads=settings.inter_op_threads, spin=settings.ort_spin)
+        predictor = load_predictor(settings)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         print(f"error: cannot start: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.batcher import Batcher, BatchStats, NotAcceptingError, QueueFullError
 from service.config import Settings
 from service.metrics import Metrics
-from service.predictor import Prediction, Predictor
+from service.predictor import Prediction, Predictor, available_cpus
 from service.schemas import (
     ErrorResponse,
     Health,
@@ -216,6 +216,18 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
 # App
 
 
+def inference_workers(settings: Settings) -> int:
+    return settings.inference_workers or available_cpus()
+
+
+def load_predictor(settings: Settings) -> Predictor:
+    """The model of ``settings``, with onnxruntime threads sized so that all inference workers together use
+    the CPUs this process may use (not the host's)."""
+    threads = settings.intra_op_threads or max(1, available_cpus() // inference_workers(settings))
+    return Predictor.load(settings.model_dir, provider=settings.provider, intra_op_threads=threads,
+                          inter_op_threads=settings.inter_op_threads, spin=settings.ort_spin)
+
+
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
     """The app; ``predictor`` is an already loaded model (else the lifespan loads settings.model_dir)."""
     settings = settings or Settings()
@@ -225,16 +237,15 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        predictor = state.predictor = preloaded or Predictor.load(
-            settings.model_dir, provider=settings.provider, intra_op_threads=settings.intra_op_threads or None,
-            inter_op_threads=settings.inter_op_threads, spin=settings.ort_spin)
+        predictor = state.predictor = preloaded or load_predictor(settings)
 
         def predict(texts: list[str]) -> list[Prediction]:
             return predictor.predict(texts, settings.max_batch_tokens, settings.max_batch_size)
 
         state.batcher = Batcher(predict, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                                 BatchStats(on_batch=state.metrics.observe_batch,
-                                           on_depth=state.metrics.queue_depth.set))
+                                           on_depth=state.metrics.queue_depth.set),
+                                workers=inference_workers(settings))
         state.batcher.start()
         state.warmup_task = asyncio.create_task(_warm_up(state), name="warm-up")
         try:

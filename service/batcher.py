@@ -1,9 +1,11 @@
-"""Dynamic batching: one bounded queue, one consumer.
+"""Dynamic batching: one bounded queue, one consumer, ``workers`` inference threads.
 
-Each request is one entry (its texts and a future). The consumer takes entries up to
-``max_batch_size`` texts, drops those whose client has gone, runs the model in a worker thread and
-resolves the futures. While a batch runs, new requests queue up and form the next batch, so under load
-batches fill by themselves; ``max_wait_ms`` can additionally hold a batch open for stragglers.
+Each request is one entry (its texts and a future). Whenever an inference thread is free, the consumer
+takes entries up to ``max_batch_size`` texts, drops those whose client has gone, runs the model on that
+thread and resolves the futures. While batches run, new requests queue up and form the next batch, so
+under load batches fill by themselves; ``max_wait_ms`` can additionally hold a batch open for stragglers.
+Several single-threaded inference threads beat one multi-threaded one on a small CPU host: no parallel
+section waits on a core that the HTTP event loop has just taken (measured: README, Performance).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class BatchStats:
 
 class Batcher:
     def __init__(self, predict: Callable[[list[str]], list[Prediction]], max_batch_size: int, max_wait_ms: float,
-                 max_queue: int, stats: BatchStats | None = None) -> None:
+                 max_queue: int, stats: BatchStats | None = None, workers: int = 1) -> None:
         self._predict = predict
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000
@@ -58,7 +60,9 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._accepting = True
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def depth(self) -> int:
@@ -109,34 +113,43 @@ class Batcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
                 if not self._accepting:
-                    return
+                    break
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            await self._free_workers.acquire()
             if self._max_wait and self._queued_texts < self._max_batch:
-                deadline = self._queue[0].enqueued + self._max_wait
+                deadline = self._queue[0].enqueued + self._max_wait if self._queue else 0.0
                 while self._queued_texts < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), delay)
             batch = self._take_batch()
             if not batch:
+                self._free_workers.release()
                 continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        if self._running:
+            await asyncio.wait(set(self._running))
+
+    async def _run_batch(self, batch: list[_Entry]) -> None:
+        try:
             texts = [t for entry in batch for t in entry.texts]
             waited = time.perf_counter() - batch[0].enqueued
             started = time.perf_counter()
             try:
-                predictions = await loop.run_in_executor(self._executor, self._predict, texts)
+                predictions = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
             except Exception as exc:  # a model failure fails this batch's requests, not the service
                 log.exception("inference failed for a batch of %d texts", len(texts))
                 for entry in batch:
                     if not entry.future.done():
                         entry.future.set_exception(exc)
-                continue
+                return
             if self._stats.on_batch:
                 self._stats.on_batch(len(texts), time.perf_counter() - started, waited)
             offset = 0
@@ -144,9 +157,11 @@ class Batcher:
                 if not entry.future.done():
                     entry.future.set_result(predictions[offset:offset + len(entry.texts)])
                 offset += len(entry.texts)
+        finally:
+            self._free_workers.release()
 
     async def drain(self) -> None:
-        """Refuse new work, finish everything already queued, then stop the consumer."""
+        """Refuse new work, finish everything already queued and running, then stop the consumer."""
         self._accepting = False
         self._wakeup.set()
         if self._task:

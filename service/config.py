@@ -18,17 +18,19 @@ class Settings(BaseSettings):
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory: model.onnx, tokenizer.json, card")
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU")
-    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference; 0 = CPUs "
-                                  "available to this process (affinity and cgroup quota)")
+    inference_workers: int = Field(0, ge=0, le=64, description="batches run in parallel, each on its own "
+                                   "thread; 0 = CPUs available to this process (affinity and cgroup quota)")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference; 0 = available "
+                                  "CPUs divided by inference workers (at least 1)")
     inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads")
     ort_spin: bool = Field(False, description="let onnxruntime threads spin between runs (burns idle CPU)")
     warmup_runs: int = Field(3, ge=0, le=10_000, description="warm-up passes before /readyz turns 200")
 
     # Batching
-    max_batch_size: int = Field(64, ge=1, le=4096, description="most texts per server-side model batch")
+    max_batch_size: int = Field(256, ge=1, le=4096, description="most texts per server-side model batch")
     max_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more requests")
-    max_batch_tokens: int = Field(16_384, ge=0, description="most padded tokens per model run (0 = no cap); "
-                                  "longer batches are cut into length groups")
+    max_batch_tokens: int = Field(4096, ge=0, description="most padded tokens per model run (0 = no cap); "
+                                  "a batch is cut into groups of similar length")
     max_queue: int = Field(1024, ge=1, description="most texts waiting; beyond it requests get 429")
     request_timeout_s: float = Field(30.0, gt=0, description="longest a request waits for its result (503)")
 
