@@ -250,9 +250,9 @@ def export_run(run_dir: Path, model_dir: Path, name: str, version: str, command:
             run["labels"]), "name": name, "version": version}), onnx_path)
         report = verify_export(model, onnx_path, ids)
         log.info("export verified: %s", report)
-        for src, name in ((onnx_path, "model.onnx"), (run_dir / "tokenizer.json", "tokenizer.json"),
-                          (run_dir / "splits.tsv", "splits.tsv")):
-            shutil.copyfile(src, model_dir / name)
+        for src, filename in ((onnx_path, "model.onnx"), (run_dir / "tokenizer.json", "tokenizer.json"),
+                              (run_dir / "splits.tsv", "splits.tsv")):
+            shutil.copyfile(src, model_dir / filename)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     history = json.loads((run_dir / "history.json").read_text())
