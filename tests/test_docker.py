@@ -14,13 +14,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, artifact_dir
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -74,6 +74,19 @@ def docker_env() -> Iterator[dict[str, str]]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def wait_ready(base: str, what: Callable[[], str], timeout: float = 60) -> None:
+    """Poll /readyz until 200; on time-out fail with ``what()`` (e.g. the container's log)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.25)
+
+
 def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = True) -> str:
     done = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
@@ -81,17 +94,25 @@ def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = 
     return done.stdout.strip()
 
 
+FIGURES: dict[str, float] = {}  # written to test-artifacts/docker/figures.json for the README
+
+
 @pytest.fixture(scope="module")
-def image(docker_env: dict[str, str]) -> str:
+def image(docker_env: dict[str, str]) -> Iterator[str]:
+    started = time.monotonic()
     subprocess.run([str(ROOT / "docker" / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True,
                    timeout=900)
+    FIGURES["base_image_seconds"] = round(time.monotonic() - started, 1)
+    started = time.monotonic()
     docker(docker_env, "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, str(ROOT), timeout=1500)
-    return IMAGE_TAG
+    FIGURES["build_seconds"] = round(time.monotonic() - started, 1)
+    yield IMAGE_TAG
+    (artifact_dir("docker") / "figures.json").write_text(json.dumps(FIGURES, indent=2))
 
 
 def test_image_is_small_and_has_no_torch(docker_env: dict[str, str], image: str) -> None:
     size = int(docker(docker_env, "image", "inspect", "--format", "{{.Size}}", image))
-    print(f"runtime image size: {size / 1e6:.0f} MB")
+    FIGURES["image_megabytes"] = round(size / 1e6, 1)
     assert size <= IMAGE_LIMIT_BYTES
     probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
                             "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('training'))"],
@@ -109,15 +130,7 @@ def test_container_serves_and_drains_on_sigterm(docker_env: dict[str, str], imag
     docker(docker_env, "run", "-d", "--name", name, "-p", f"127.0.0.1:{free_port}:8000", image)
     base = f"http://127.0.0.1:{free_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, docker(docker_env, "logs", name, check=False)
-            time.sleep(0.25)
+        wait_ready(base, lambda: docker(docker_env, "logs", name, check=False))
         response = httpx.post(f"{base}/predict", json={"texts": list(REVIEWS)}, timeout=10)
         assert response.status_code == 200
         assert [p["label"] for p in response.json()["predictions"]] == list(REVIEWS.values())
@@ -133,6 +146,7 @@ def test_container_serves_and_drains_on_sigterm(docker_env: dict[str, str], imag
         started = time.monotonic()
         docker(docker_env, "stop", "--time", "25", name, timeout=60)  # SIGTERM, SIGKILL after 25 s
         stopped_in = time.monotonic() - started
+        FIGURES["sigterm_to_exit_seconds"] = round(stopped_in, 2)
         state = json.loads(docker(docker_env, "inspect", "--format", "{{json .State}}", name))
         assert state["ExitCode"] == 0, docker(docker_env, "logs", name, check=False)
         assert stopped_in < 20
@@ -156,15 +170,7 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
                         text=True, timeout=180)
     try:
         assert up.returncode == 0, up.stderr
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{free_port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "compose service never became ready"
-            time.sleep(0.25)
+        wait_ready(f"http://127.0.0.1:{free_port}", lambda: "compose service never became ready")
     finally:
         down = subprocess.run([compose, "down", "--timeout", "25"], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
