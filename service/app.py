@@ -36,7 +36,7 @@ from service.schemas import (
 
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 
 
 class ApiError(Exception):
@@ -108,7 +108,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
             await send(message)
 
         async def receive_limited() -> Message:
@@ -154,7 +154,7 @@ def _content_length(scope: Scope) -> int:
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
-        if name == b"x-request-id":
+        if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")[:128]
             if candidate.isprintable() and candidate.strip():
                 return candidate
@@ -336,8 +336,12 @@ async def _warm_up(state: State) -> None:
     predictor = state.predictor
     assert predictor is not None
     started = time.perf_counter()
-    for _ in range(state.settings.warmup_runs):
-        await asyncio.to_thread(predictor.warm_up)
+    try:
+        for _ in range(state.settings.warmup_runs):
+            await asyncio.to_thread(predictor.warm_up)
+    except Exception:  # readiness stays 503, and the log says why
+        log.exception("warm-up failed; the service will not report ready")
+        return
     state.warmed_up = True
     log.info("ready", extra={"warmup_ms": round((time.perf_counter() - started) * 1000, 1),
                              "provider": predictor.provider})

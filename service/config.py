@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "imdb-bilstm"
@@ -46,3 +46,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug also logs texts")
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take")
+
+    @model_validator(mode="after")
+    def _a_full_request_fits_the_queue(self) -> Settings:
+        if self.max_queue < self.max_client_batch:
+            raise ValueError(f"SENTIMENT_MAX_QUEUE ({self.max_queue}) must be at least SENTIMENT_MAX_CLIENT_BATCH "
+                             f"({self.max_client_batch}), or a full request could never be queued")
+        return self

@@ -231,12 +231,16 @@ def test_fifty_megabytes_of_emoji_is_refused(client: TestClient) -> None:
 
 
 def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
-    with make_client(max_queue=2) as client:
-        response = client.post("/predict", json={"texts": ["a", "b", "c"]})
-        error = assert_error(response, 429, "queue is full")
+    # The first request's 4 texts fill the queue and wait there (the batch is held open for 1 s).
+    with make_client(max_queue=4, max_client_batch=4, max_wait_ms=1000) as client, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/predict", json={"texts": ["a", "b", "c", "d"]})
+        time.sleep(0.3)
+        response = client.post("/predict", json={"text": "one more"})
+        error = assert_error(response, 429, "queue is full (4 texts)")
         assert response.headers["retry-after"] == "1"
         assert error["code"] == "overloaded"
-        assert client.post("/predict", json={"texts": ["a", "b"]}).status_code == 200
+        assert first.result().status_code == 200
+        assert client.post("/predict", json={"text": "one more"}).status_code == 200
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:

@@ -89,3 +89,7 @@ def test_settings_come_from_sentiment_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SENTIMENT_PROVIDER", "tpu")
     with pytest.raises(ValueError, match="provider"):
         Settings()
+    monkeypatch.setenv("SENTIMENT_PROVIDER", "cpu")
+    monkeypatch.setenv("SENTIMENT_MAX_QUEUE", "3")
+    with pytest.raises(ValueError, match=r"MAX_QUEUE \(3\) must be at least SENTIMENT_MAX_CLIENT_BATCH \(7\)"):
+        Settings()
