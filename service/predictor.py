@@ -158,10 +158,7 @@ class Predictor:
 
     def probabilities(self, ids: list[list[int]]) -> np.ndarray:
         """(B, C) probabilities for token-id lists, run as one padded batch."""
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        batch = np.full((len(ids), max(1, int(lengths.max(initial=0)))), PAD_ID, dtype=np.int64)
-        for row, x in enumerate(ids):
-            batch[row, : len(x)] = x
+        batch, lengths = pad_ids(ids)
         return self.session.run([PROBABILITIES], {INPUT_IDS: batch, LENGTHS: lengths})[0]
 
     def predict(self, texts: list[str], max_batch_tokens: int | None = None,
@@ -185,6 +182,16 @@ class Predictor:
         """Run the graph once at a few shapes so the first request does not pay for lazy initialisation."""
         for batch, steps in ((1, 8), (4, 64), (16, self.max_tokens)):
             self.probabilities([[1] * steps] * batch)
+
+
+def pad_ids(ids: list[list[int]], extra_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The model's inputs: (B, T) int64 ids right-padded with PAD_ID and (B,) int64 true lengths;
+    ``extra_steps`` adds padding columns beyond the longest text."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    batch = np.full((len(ids), max(1, int(lengths.max(initial=0))) + extra_steps), PAD_ID, dtype=np.int64)
+    for row, x in enumerate(ids):
+        batch[row, : len(x)] = x
+    return batch, lengths
 
 
 def length_groups(lengths: list[int], max_batch_tokens: int | None,

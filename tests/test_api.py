@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.predictor import file_sha256
-from training.export import load_best_model, pad_batch
+from service.predictor import file_sha256, pad_ids
+from training.export import load_best_model
 
 POSITIVE = "A wonderful, moving film. The acting is superb and I loved every minute of it."
 NEGATIVE = "Awful. Boring, badly acted and far too long; a complete waste of time."
@@ -102,7 +102,7 @@ def test_results_are_batch_invariant_and_equal_the_export_reference(client: Test
     from tokenizers import Tokenizer
 
     ids = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json")).encode(target).ids
-    batch_ids, lengths = pad_batch([ids])
+    batch_ids, lengths = pad_ids([ids])
     with torch.no_grad():
         reference = torch.softmax(load_best_model(tiny_run)(torch.from_numpy(batch_ids), torch.from_numpy(lengths),
                                                             packed=True), dim=1)[0].tolist()

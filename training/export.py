@@ -36,11 +36,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-from service.predictor import CARD_FILE, file_sha256
+from service.predictor import CARD_FILE, file_sha256, pad_ids
 from training.data import digest_of_hashes, load_from_spec, split_dataset
 from training.evaluate import ECE_BINS
 from training.model import BiLSTMClassifier
-from training.tokenizer import PAD_ID, TRUNCATION_SIDE
+from training.tokenizer import TRUNCATION_SIDE
 
 TRUNCATION_SIDE_NAME = {"left": "keep_end", "right": "keep_start"}[TRUNCATION_SIDE]
 ECE_BINS_NOTE = f"{ECE_BINS} bins"
@@ -149,15 +149,6 @@ def build_onnx(model: BiLSTMClassifier, metadata: dict[str, str] | None = None) 
     return proto
 
 
-def pad_batch(ids: list[list[int]], extra_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T) int64 right-padded ids and (B,) int64 lengths; ``extra_steps`` adds padding columns."""
-    lengths = np.array([len(x) for x in ids], dtype=np.int64)
-    batch = np.full((len(ids), max(1, int(lengths.max(initial=0))) + extra_steps), PAD_ID, dtype=np.int64)
-    for row, x in enumerate(ids):
-        batch[row, : len(x)] = x
-    return batch, lengths
-
-
 @dataclass
 class VerificationReport:
     texts: int
@@ -171,12 +162,12 @@ def verify_export(model: BiLSTMClassifier, onnx_path: Path, ids: list[list[int]]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
     def run(batch_ids: list[list[int]], extra_steps: int = 0) -> np.ndarray:
-        return session.run([PROBABILITIES], dict(zip((INPUT_IDS, LENGTHS), pad_batch(batch_ids, extra_steps),
-                                                     strict=True)))[0]
+        batch, lengths = pad_ids(batch_ids, extra_steps)
+        return session.run([PROBABILITIES], {INPUT_IDS: batch, LENGTHS: lengths})[0]
 
     model.eval()
     with torch.no_grad():
-        batch, lengths = pad_batch(ids)
+        batch, lengths = pad_ids(ids)
         reference = torch.softmax(model(torch.from_numpy(batch), torch.from_numpy(lengths)), dim=1).numpy()
     parity = float(np.abs(run(ids) - reference).max())
     if not parity <= PARITY_TOLERANCE:
@@ -190,12 +181,12 @@ def verify_export(model: BiLSTMClassifier, onnx_path: Path, ids: list[list[int]]
     for i in short:
         alone = run([ids[i]])[0]
         contexts = {
-            "alone, extra padding": (run([ids[i]], extra_steps=37)[0],),
-            "first of longer texts": (run([ids[i], *longest])[0],),
-            "last of longer texts": (run([*longest, ids[i]])[-1],),
-            "middle of longer texts": (run([longest[0], ids[i], *longest[1:]])[1],),
+            "alone, extra padding": run([ids[i]], extra_steps=37)[0],
+            "first of longer texts": run([ids[i], *longest])[0],
+            "last of longer texts": run([*longest, ids[i]])[-1],
+            "middle of longer texts": run([longest[0], ids[i], *longest[1:]])[1],
         }
-        for where, (probs,) in contexts.items():
+        for where, probs in contexts.items():
             diff = float(np.abs(probs - alone).max())
             worst, cases = max(worst, diff), cases + 1
             if not diff <= INVARIANCE_TOLERANCE:
