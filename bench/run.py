@@ -63,6 +63,13 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[by
     raise RuntimeError(f"{cmd} did not become ready")
 
 
+def service_env(args: argparse.Namespace, port: int) -> dict[str, str]:
+    """The service's settings for a run: CPU, quiet logs, a queue that never refuses, plus --env overrides."""
+    return {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
+            "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
+            **dict(item.split("=", 1) for item in args.env)}
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -138,9 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = write_bodies(reviews, Path(tmp))
         port = free_port()
-        env = {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
-               "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000"}
-        env.update(dict(item.split("=", 1) for item in args.env))
+        env = service_env(args, port)
         t0 = time.monotonic()
         service = start([sys.executable, "-m", "service"], env, port)
         results["service_start_to_ready_s"] = time.monotonic() - t0
@@ -178,9 +183,7 @@ def tune(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = write_bodies(reviews, Path(tmp))
         port = free_port()
-        env = {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
-               "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
-               **dict(item.split("=", 1) for item in args.env)}
+        env = service_env(args, port)
         print("settings:", " ".join(args.env) or "defaults", flush=True)
         service = start([sys.executable, "-m", "service"], env, port)
         try:

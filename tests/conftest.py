@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.run import free_port as pick_free_port
 from training.data import Dataset, load_imdb, split_dataset
 from training.evaluate import evaluate_model_dir
 from training.export import export_run
@@ -58,11 +57,8 @@ def model_copy(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 @pytest.fixture
-def free_port() -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    yield port
+def free_port() -> int:
+    return pick_free_port()
 
 
 def artifact_dir(name: str) -> Path:

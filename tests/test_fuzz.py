@@ -3,7 +3,6 @@ hypothesis tests of the tokenizer and predictor."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +13,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.predictor import Predictor
-from tests.test_server_process import start_server, stop_server, wait_ready
+from tests.test_server_process import launch, stop_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def running_server(tiny_model_dir: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = start_server(tiny_model_dir, port, None, SENTIMENT_MAX_TEXT_CHARS="5000",
-                           SENTIMENT_MAX_QUEUE="100000", SENTIMENT_LOG_LEVEL="warning")
-    base = f"http://127.0.0.1:{port}"
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_TEXT_CHARS="5000", SENTIMENT_MAX_QUEUE="100000",
+                           SENTIMENT_LOG_LEVEL="warning")
     try:
-        wait_ready(base, process)
         yield base
     finally:
         stop_server(process)

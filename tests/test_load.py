@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_server_process import start_server, stop_server, wait_ready
+from bench.run import rss_mb
+from tests.test_server_process import launch, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -26,23 +27,6 @@ def metric(base: str, name: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=5).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = start_server(model_dir, port, None, **env)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, process)
-    return base, process
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, pick_free_port
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,15 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """A ready server on a free loopback port: its base URL and process (stop it with stop_server)."""
+    port = pick_free_port()
+    process = start_server(model_dir, port, None, **env)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, process)
+    return base, process
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> float:
