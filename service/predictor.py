@@ -19,6 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
+
+# Batches already run on several inference threads; the tokenizer's own thread pool on top of them costs
+# more than it gives (in process, 2 threads x batch 32: 1,030 reviews/s with it, 1,125 without; README).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tokenizers import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)

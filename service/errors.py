@@ -1,0 +1,100 @@
+"""Every failure a client can see, and how it leaves: ``{"error": {"code", "message", "details", "request_id"}}``.
+
+All error-to-status mapping lives here: :class:`ApiError` carries the status, and the helpers below turn
+JSON and validation failures into 4xx errors that name the field and the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+Model = TypeVar("Model", bound=BaseModel)
+JSON_MEDIA_TYPES = ("application/json",)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, machine-readable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers, self.details = headers or {}, details or []
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(request_id: str | None, error: ApiError) -> Response:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details,
+                      "request_id": request_id}}
+    return json_response(body, error.status, error.headers)
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body is larger than SENTIMENT_MAX_BODY_BYTES = {limit:,} bytes")
+
+
+def field_name(loc: Iterable[Any]) -> str | None:
+    """``("texts", 3)`` -> ``"texts[3]"``; FastAPI's leading ``"body"`` is dropped."""
+    name = ""
+    for part in loc:
+        if part == "body":
+            continue
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
+def validation_error(errors: Iterable[dict[str, Any]]) -> ApiError:
+    """A 422 naming every invalid field and the rule it broke (never echoing the input)."""
+    details = []
+    for err in errors:
+        name = field_name(err.get("loc", ()))
+        message = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            name, message = None, f"body is not valid JSON ({err.get('ctx', {}).get('error', message)})"
+        details.append({"field": name, "message": message.removeprefix("Value error, ")})
+    summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+    return ApiError(422, "validation_error", summary or "invalid request", details=details)
+
+
+def parse_json_body(body: bytes, content_type: str | None, model: type[Model]) -> Model:
+    """``body`` validated as ``model``, or the ApiError that says what is wrong with it.
+
+    orjson parses (it refuses invalid UTF-8, lone surrogates and nesting deeper than 1,024 levels), then
+    pydantic validates the Python object against the request model and its limits.
+    """
+    media_type = (content_type or "application/json").partition(";")[0].strip().lower()
+    if media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type must be application/json, not {media_type or 'empty'!r}")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise validation_error([{"type": "json_invalid", "ctx": {"error": _json_problem(body, exc)}}]) from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_error", f"the body must be a JSON object, not {_json_type(data)}",
+                       details=[{"field": None, "message": "must be a JSON object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False, include_input=False)) from None
+
+
+def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8: byte 0x{body[bad.start]:02x} at position {bad.start}"
+    return str(exc)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
