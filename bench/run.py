@@ -3,6 +3,7 @@ with the same load generator (wrk, a separate process) in the same run. Writes b
 latest.md and latest.png.
 
     python -m bench.run [--duration 6] [--repeats 3] [--model-dir models/imdb-bilstm]
+    python -m bench.run --provider cuda --skip-baseline     # on a GPU host: writes cuda-latest.*
 
 Each HTTP figure is the median of ``--repeats`` runs of ``--duration`` seconds; compare only figures from
 the same run (the machine is noisy).
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,29 @@ from bench.ceiling import SHORT_TEXT, measure, test_reviews
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 8, 64, 256)
-WORKLOADS = {"short": 1, "single": 1, "batch32": 32}  # name -> texts per request
+WORKLOADS = {"short": 1, "single": 1, "batch32": 32, "batch64": 64}  # name -> texts per request
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one run measures on a provider: ceiling batch sizes and set-ups, HTTP workloads, service env."""
+
+    batch_sizes: list[int]
+    setups: list[tuple[int, int]]  # (inference threads, onnxruntime threads per run)
+    max_batch_tokens: int | None
+    workloads: dict[str, tuple[int, ...]]
+    env: dict[str, str] = field(default_factory=dict)
+    results_name: str = "latest"
+
+
+PROFILES = {
+    "cpu": Profile([1, 8, 32, 64, 128], [(1, 1), (1, 2), (2, 1)], 4096,
+                   {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY}),
+    # On a GPU, server-side batching decides everything: big batches, one length group per batch.
+    "cuda": Profile([64, 256, 1024], [(1, 1), (2, 1), (4, 1)], None,
+                    {"short": (1,), "single": (64, 256), "batch64": (8, 32, 64, 128)},
+                    {"SENTIMENT_MAX_BATCH_SIZE": "1024", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
+}
 
 
 def free_port() -> int:
@@ -40,11 +64,18 @@ def free_port() -> int:
 
 
 def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
-    files = {"short": folder / "short.jsonl", "single": folder / "single.jsonl", "batch32": folder / "batch32.jsonl"}
-    files["short"].write_text(json.dumps({"text": SHORT_TEXT}) + "\n")
-    files["single"].write_text("".join(json.dumps({"text": r}) + "\n" for r in reviews))
-    files["batch32"].write_text("".join(json.dumps({"texts": [reviews[(i + j) % len(reviews)] for j in range(32)]})
-                                        + "\n" for i in range(0, len(reviews), 7)))
+    """One file of request bodies (one JSON per line) per workload."""
+    files = {}
+    for name, texts in WORKLOADS.items():
+        if name == "short":
+            lines = [{"text": SHORT_TEXT}]
+        elif texts == 1:
+            lines = [{"text": r} for r in reviews]
+        else:
+            lines = [{"texts": [reviews[(i + j) % len(reviews)] for j in range(texts)]}
+                     for i in range(0, len(reviews), 7)]
+        files[name] = folder / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(line) + "\n" for line in lines))
     return files
 
 
@@ -64,10 +95,10 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[by
 
 
 def service_env(args: argparse.Namespace, port: int) -> dict[str, str]:
-    """The service's settings for a run: CPU, quiet logs, a queue that never refuses, plus --env overrides."""
-    return {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port), "SENTIMENT_PROVIDER": "cpu",
-            "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
-            **dict(item.split("=", 1) for item in args.env)}
+    """The service's settings for a run: the provider's, quiet logs, a queue that never refuses, plus --env."""
+    return {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port),
+            "SENTIMENT_PROVIDER": args.provider, "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
+            **PROFILES[args.provider].env, **dict(item.split("=", 1) for item in args.env)}
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -92,7 +123,9 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
     rows = []
     for name, concurrencies in workloads.items():
         for concurrency in concurrencies:
+            batches_before = server_batches(port)
             runs = [wrk(port, files[name], concurrency, duration) for _ in range(repeats)]
+            batches_after = server_batches(port)
             texts = WORKLOADS[name]
             ok = [sum(v for k, v in r["statuses"].items() if k == "200") for r in runs]
             rates = [o * texts / (r["duration_us"] / 1e6) for o, r in zip(ok, runs, strict=True)]
@@ -105,11 +138,26 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
                 "requests": sum(r["requests"] for r in runs),
                 "errors": sum(r["requests"] for r in runs) - sum(ok) + sum(r["socket_errors"] for r in runs),
                 "statuses": [r["statuses"] for r in runs],
+                "mean_server_batch": ((batches_after[1] - batches_before[1]) / (batches_after[0] - batches_before[0])
+                                      if batches_after[0] > batches_before[0] else None),
             }
             rows.append(row)
             print(f"  {name:8s} c={concurrency:3d}  {row['reviews_per_s']:8.1f} reviews/s  p50 {row['p50_ms']:7.2f} ms"
-                  f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}", flush=True)
+                  f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}  mean model batch "
+                  f"{row['mean_server_batch'] or 0:.1f}", flush=True)
     return rows
+
+
+def server_batches(port: int) -> tuple[float, float]:
+    """(model batches run, texts in them) so far, from the service's /metrics; zeros for the baseline."""
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    values = {}
+    if metrics.status_code == 200:
+        for line in metrics.text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in ("sentiment_batch_size_count", "sentiment_batch_size_sum"):
+                values[name] = float(value)
+    return values.get("sentiment_batch_size_count", 0.0), values.get("sentiment_batch_size_sum", 0.0)
 
 
 def rss_mb(pid: int) -> float:
@@ -129,7 +177,10 @@ def main() -> None:
     parser.add_argument("--only", default="", help="e.g. single:64,batch32:64 (tuning runs; no ceiling, "
                         "no baseline, results not written to latest.*)")
     parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
+    parser.add_argument("--provider", default="cpu", choices=sorted(PROFILES), help="onnxruntime provider; "
+                        "cuda measures the GPU profile (big batches) and writes cuda-latest.*")
     args = parser.parse_args()
+    profile = PROFILES[args.provider]
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     if args.only:
@@ -137,11 +188,13 @@ def main() -> None:
         return
 
     print("ceiling (in-process onnxruntime, tokenize + infer):", flush=True)
-    ceiling = measure(args.model_dir, args.texts, 3, [1, 8, 32, 64, 128], [(1, 1), (1, 2), (2, 1)])
+    ceiling = measure(args.model_dir, args.texts, 3, profile.batch_sizes, profile.setups, args.provider,
+                      profile.max_batch_tokens)
     reviews = test_reviews(args.model_dir, args.texts)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
-                               "duration_s": args.duration, "repeats": args.repeats, "ceiling": ceiling}
-    workloads = {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY}
+                               "provider": args.provider, "duration_s": args.duration, "repeats": args.repeats,
+                               "ceiling": ceiling}
+    workloads = profile.workloads
     with tempfile.TemporaryDirectory() as tmp:
         files = write_bodies(reviews, Path(tmp))
         port = free_port()
@@ -167,10 +220,11 @@ def main() -> None:
                 stop(baseline)
     results["ratios"] = ratios(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "latest.md").write_text(markdown(results))
-    plot(results, RESULTS / "latest.png")
-    print((RESULTS / "latest.md").read_text())
+    out = RESULTS / profile.results_name
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(markdown(results))
+    plot(results, out.with_suffix(".png"))
+    print(out.with_suffix(".md").read_text())
 
 
 def tune(args: argparse.Namespace) -> None:
@@ -210,8 +264,8 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
 def markdown(results: dict[str, Any]) -> str:
     c = results["ceiling"]
     lines = [
-        f"Run {results['date']} on {results['cpus']} CPUs; HTTP figures are medians of {results['repeats']} "
-        f"wrk runs of {results['duration_s']:.0f} s.",
+        f"Run {results['date']} on {results['cpus']} CPUs, onnxruntime provider {c['provider']}; HTTP figures "
+        f"are medians of {results['repeats']} wrk runs of {results['duration_s']:.0f} s.",
         "",
         f"Ceiling (in-process, tokenize + infer, {c['texts']} test reviews): best "
         f"**{c['best']['reviews_per_s']:.0f} reviews/s** (batch {c['best']['batch_size']}, {c['best']['workers']} "
@@ -227,16 +281,17 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {setup} | " + " | ".join(rates) + " |")
     baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
     ratio = {(r["workload"], r["concurrency"]): r for r in results["ratios"]}
-    lines += ["", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | "
-                  "÷ ceiling | baseline reviews/s | baseline p50 ms | service ÷ baseline |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | mean model "
+                  "batch | ÷ ceiling | baseline reviews/s | baseline p50 ms | service ÷ baseline |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["service"]:
         key = (r["workload"], r["concurrency"])
         b, q = baseline.get(key), ratio[key]
         lines.append(
             f"| {r['workload']} ({r['texts_per_request']} text{'s' if r['texts_per_request'] > 1 else ''}) | "
             f"{r['concurrency']} | {r['reviews_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['errors']} | {q['service_over_ceiling']:.2f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} | {r['mean_server_batch'] or 0:.1f} | "
+            f"{q['service_over_ceiling']:.2f} | "
             + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |"
                if b and b["reviews_per_s"] else
                f"0 (no request finished in {results['duration_s']:.0f} s) | > {results['duration_s'] * 1000:.0f} | ∞ |"
@@ -254,7 +309,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for server, style in (("service", "o-"), ("baseline", "s--")):
-        for workload in ("single", "batch32"):
+        for workload in [w for w in WORKLOADS if w != "short"]:
             # rows where no request finished within the run have no latency to plot
             rows = [r for r in results.get(server, []) if r["workload"] == workload and r["reviews_per_s"]]
             if rows:

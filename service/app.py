@@ -24,7 +24,7 @@ from service.batcher import Batcher, BatchStats, NotAcceptingError, QueueFullErr
 from service.config import Settings
 from service.errors import ApiError, body_too_large, error_response, json_response, parse_json_body, validation_error
 from service.metrics import Metrics
-from service.predictor import Prediction, Predictor, available_cpus
+from service.predictor import CUDA_PROVIDER, Prediction, Predictor, available_cpus
 from service.schemas import (
     ErrorResponse,
     Health,
@@ -176,14 +176,22 @@ def install_error_handlers(app: FastAPI, settings: Settings) -> None:
 # App
 
 
-def inference_workers(settings: Settings) -> int:
-    return settings.inference_workers or available_cpus()
+# Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
+GPU_INFERENCE_WORKERS = 2
+
+
+def inference_workers(settings: Settings, provider: str) -> int:
+    """Batches run in parallel: as set, else one per available CPU (on CPU) or GPU_INFERENCE_WORKERS (CUDA)."""
+    if settings.inference_workers:
+        return settings.inference_workers
+    return GPU_INFERENCE_WORKERS if provider == CUDA_PROVIDER else available_cpus()
 
 
 def load_predictor(settings: Settings) -> Predictor:
     """The model of ``settings``, with onnxruntime threads sized so that all inference workers together use
     the CPUs this process may use (not the host's)."""
-    threads = settings.intra_op_threads or max(1, available_cpus() // inference_workers(settings))
+    workers = settings.inference_workers or available_cpus()
+    threads = settings.intra_op_threads or max(1, available_cpus() // workers)
     return Predictor.load(settings.model_dir, provider=settings.provider, intra_op_threads=threads,
                           inter_op_threads=settings.inter_op_threads, spin=settings.ort_spin)
 
@@ -205,7 +213,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         state.batcher = Batcher(predict, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                                 BatchStats(on_batch=state.metrics.observe_batch,
                                            on_depth=state.metrics.queue_depth.set),
-                                workers=inference_workers(settings))
+                                workers=inference_workers(settings, predictor.provider))
         state.batcher.start()
         state.warmup_task = asyncio.create_task(_warm_up(state), name="warm-up")
         try:

@@ -19,7 +19,8 @@ class Settings(BaseSettings):
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU")
     inference_workers: int = Field(0, ge=0, le=64, description="batches run in parallel, each on its own "
-                                   "thread; 0 = CPUs available to this process (affinity and cgroup quota)")
+                                   "thread; 0 = one per CPU available to this process (affinity and cgroup "
+                                   "quota), or 2 on CUDA")
     intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference; 0 = available "
                                   "CPUs divided by inference workers (at least 1)")
     inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads")

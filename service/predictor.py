@@ -19,10 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
-
-# Batches already run on several inference threads; the tokenizer's own thread pool on top of them costs
-# more than it gives (in process, 2 threads x batch 32: 1,030 reviews/s with it, 1,125 without; README).
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tokenizers import Encoding, Tokenizer
 
 log = logging.getLogger(__name__)
@@ -145,6 +141,7 @@ class Predictor:
             raise ModelLoadError(f"{model_path}: onnxruntime cannot load it ({exc})".replace("\n", " ")) from exc
         _check_contract(session, tokenizer, card)
         predictor = cls(model_dir, card, tokenizer, session, model_sha256)
+        _choose_tokenizer_threads(on_gpu=predictor.provider == CUDA_PROVIDER)
         log.info("model %s %s loaded on %s with %d intra-op threads", card.get("name"), card.get("version"),
                  predictor.provider, threads)
         return predictor
@@ -186,6 +183,16 @@ class Predictor:
         """Run the graph once at a few shapes so the first request does not pay for lazy initialisation."""
         for batch, steps in ((1, 8), (4, 64), (16, self.max_tokens)):
             self.probabilities([[1] * steps] * batch)
+
+
+def _choose_tokenizer_threads(on_gpu: bool) -> None:
+    """Whether the tokenizer spreads each batch over all cores (TOKENIZERS_PARALLELISM, if set, wins).
+
+    On CPU, every inference thread has a core already and the tokenizer's pool only adds contention (in
+    process, 2 threads x batch 32: 1,030 reviews/s with it, 1,125 without). With CUDA the cores are free
+    and tokenizing is the host-side bottleneck (README, Performance on a GPU).
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if on_gpu else "false")
 
 
 def pad_ids(ids: list[list[int]], extra_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,55 @@
+"""The CUDA execution provider on a host that has one (an NVIDIA GPU and onnxruntime-gpu).
+
+Skipped where onnxruntime has no CUDA provider; there, test_startup shows that SENTIMENT_PROVIDER=cuda
+refuses to start with a one-line reason instead of falling back to the CPU.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.ceiling import test_reviews
+from service.app import create_app
+from service.config import Settings
+from service.predictor import CUDA_PROVIDER, Predictor
+from tests.conftest import SHIPPED_MODEL
+
+pytestmark = pytest.mark.skipif(CUDA_PROVIDER not in ort.get_available_providers(),
+                                reason="this onnxruntime has no CUDA provider (install the 'gpu' extra on a GPU host)")
+
+
+@pytest.fixture(scope="module")
+def reviews() -> list[str]:
+    return test_reviews(SHIPPED_MODEL, 512)
+
+
+@pytest.mark.parametrize("batch_size", [1, 64, 512])
+def test_cuda_scores_match_cpu(reviews: list[str], batch_size: int) -> None:
+    cpu = Predictor.load(SHIPPED_MODEL, provider="cpu")
+    gpu = Predictor.load(SHIPPED_MODEL, provider="cuda")
+    assert gpu.provider == CUDA_PROVIDER
+    texts = reviews[: max(batch_size, 64)]
+    expected = cpu.predict(texts)
+    got = [p for i in range(0, len(texts), batch_size) for p in gpu.predict(texts[i:i + batch_size])]
+    diff = np.abs(np.array([p.probabilities["positive"] for p in got])
+                  - np.array([p.probabilities["positive"] for p in expected]))
+    print(f"batch {batch_size}: largest |cuda - cpu| = {diff.max():.2e}")
+    assert diff.max() < 1e-4
+    assert [p.label for p in got] == [p.label for p in expected]
+
+
+def test_service_runs_on_cuda(reviews: list[str]) -> None:
+    with TestClient(create_app(Settings(model_dir=SHIPPED_MODEL, provider="cuda"))) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.get("/model").json()["provider"] == CUDA_PROVIDER
+        response = client.post("/predict", json={"texts": reviews[:64]})
+        assert response.status_code == 200
+        assert len(response.json()["predictions"]) == 64
