@@ -22,10 +22,12 @@ SHORT_TEXT = "A wonderful film, I loved it."
 
 
 def test_reviews(model_dir: Path, count: int) -> list[str]:
+    """``count`` reviews spread evenly over the model's test split (repeated in turn if it has fewer)."""
     predictor = Predictor.load(model_dir, provider="cpu", intra_op_threads=1)
     examples = test_split_of(predictor.card)
     step = max(1, len(examples) // count)
-    return [ex.text for ex in examples[::step][:count]]
+    texts = [ex.text for ex in examples[::step]]
+    return [texts[i % len(texts)] for i in range(count)]
 
 
 def throughput(predictor: Predictor, texts: list[str], batch_size: int, repeats: int,

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # One measuring session on a GPU host that has Python 3.12, CUDA/cuDNN pip packages and no network:
-# install the carried wheels, prove the CUDA path (tests/test_cuda.py), measure the in-process CUDA
-# ceiling with and without tokenizer threads, tune the inference workers over HTTP, then run the CUDA
-# bench profile. Everything it prints and writes lands in $OUT (default: bench/results/gpu-session).
+# install the carried wheels, prove the CUDA path (tests/test_cuda.py), profile one batch, tune the
+# inference workers over HTTP, then run the CUDA bench profile (ceiling + HTTP). Everything it prints and writes lands in $OUT (default: bench/results/gpu-session).
 #
 #   CARRY=.gpuwheel bash bench/gpu_session.sh
 #
@@ -30,28 +29,22 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm 
 python3 -c "import onnxruntime as o, tokenizers, numpy; print(o.__version__, o.get_available_providers(),
 tokenizers.__version__, numpy.__version__)"
 nproc
+python3 -c "import service.app, bench.run" || exit 1
 
 step "CUDA tests"
 timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_startup.py 2>&1 | tail -25
 
-for parallel in true false; do
-    step "ceiling, TOKENIZERS_PARALLELISM=$parallel"
-    TOKENIZERS_PARALLELISM=$parallel timeout 200 python3 -m bench.ceiling --provider cuda --texts 2048 \
-        --repeats 3 --batch-sizes 64,256,1024 --setups 1x1,2x1,4x1,8x1 --max-batch-tokens 0 \
-        --output "$OUT/ceiling-tokenizer-parallel-$parallel.json"
-done
-
-step "ceiling, one length group per 131,072 padded tokens"
-timeout 120 python3 -m bench.ceiling --provider cuda --texts 2048 --repeats 3 --batch-sizes 256,1024 \
-    --setups 2x1,4x1 --max-batch-tokens 131072 --output "$OUT/ceiling-token-cap.json"
+step "where a batch's time goes"
+timeout 200 python3 -m bench.profile_batch --provider cuda --batch-size 1024 --ort-profile
+rm -f onnxruntime_profile*.json
 
 step "HTTP tuning: inference workers (64-text requests, 64 clients)"
-for workers in 1 2 4 8; do
-    timeout 100 python3 -m bench.run --provider cuda --texts 2048 --only batch64:64 --duration 5 --repeats 2 \
+for workers in 1 2 4; do
+    timeout 100 python3 -m bench.run --provider cuda --texts 4096 --only batch64:64 --duration 5 --repeats 2 \
         --env SENTIMENT_INFERENCE_WORKERS=$workers
 done
 
 step "bench profile cuda"
-timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 2048 --duration 5 --repeats 3
+timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --duration 5 --repeats 3
 cp bench/results/cuda-latest.* "$OUT"/ 2>/dev/null
 step done

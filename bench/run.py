@@ -51,9 +51,9 @@ PROFILES = {
     "cpu": Profile([1, 8, 32, 64, 128], [(1, 1), (1, 2), (2, 1)], 4096,
                    {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY}),
     # On a GPU, server-side batching decides everything: big batches, one length group per batch.
-    "cuda": Profile([64, 256, 1024], [(1, 1), (2, 1), (4, 1)], None,
+    "cuda": Profile([64, 256, 1024, 4096], [(1, 1), (2, 1), (4, 1)], None,
                     {"short": (1,), "single": (64, 256), "batch64": (8, 32, 64, 128)},
-                    {"SENTIMENT_MAX_BATCH_SIZE": "1024", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
+                    {"SENTIMENT_MAX_BATCH_SIZE": "4096", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
 }
 
 
