@@ -32,19 +32,21 @@ nproc
 python3 -c "import service.app, bench.run" || exit 1
 
 step "CUDA tests"
-timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_startup.py 2>&1 | tail -25
+timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_startup.py tests/test_server_process.py 2>&1 | tail -25
 
 step "where a batch's time goes"
-timeout 200 python3 -m bench.profile_batch --provider cuda --batch-size 1024 --ort-profile
-rm -f onnxruntime_profile*.json
+timeout 200 python3 -m bench.profile_batch --provider cuda --batch-size 1024
 
-step "HTTP tuning: inference workers (64-text requests, 64 clients)"
-for workers in 1 2 4; do
-    timeout 100 python3 -m bench.run --provider cuda --texts 4096 --only batch64:64 --duration 5 --repeats 2 \
-        --env SENTIMENT_INFERENCE_WORKERS=$workers
+step "HTTP tuning: server processes x 2 inference workers (64-text requests, 64 clients)"
+for processes in 1 2 4 8; do
+    timeout 150 python3 -m bench.run --provider cuda --texts 4096 --only batch64:64 --duration 5 --repeats 2 \
+        --env SENTIMENT_PROCESSES=$processes --tune-log "$OUT/tune.jsonl"
 done
+best=$(python3 -c "import json; rows = [json.loads(l) for l in open('$OUT/tune.jsonl')]
+print(max(rows, key=lambda r: r['reviews_per_s'])['env'][0])")
+echo "best: $best"
 
-step "bench profile cuda"
-timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --duration 5 --repeats 3
+step "bench profile cuda ($best)"
+timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --duration 5 --repeats 3 --env "$best"
 cp bench/results/cuda-latest.* "$OUT"/ 2>/dev/null
 step done

@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="e.g. single:64,batch32:64 (tuning runs; no ceiling, "
                         "no baseline, results not written to latest.*)")
     parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
+    parser.add_argument("--tune-log", type=Path, default=None, help="with --only: append each row as a JSON line")
     parser.add_argument("--provider", default="cpu", choices=sorted(PROFILES), help="onnxruntime provider; "
                         "cuda measures the GPU profile (big batches) and writes cuda-latest.*")
     args = parser.parse_args()
@@ -241,9 +242,13 @@ def tune(args: argparse.Namespace) -> None:
         print("settings:", " ".join(args.env) or "defaults", flush=True)
         service = start([sys.executable, "-m", "service"], env, port)
         try:
-            measure_server(port, files, args.duration, args.repeats, workloads)
+            rows = measure_server(port, files, args.duration, args.repeats, workloads)
         finally:
             stop(service)
+    if args.tune_log:
+        with args.tune_log.open("a") as log:
+            for row in rows:
+                log.write(json.dumps({"env": args.env, **row}) + "\n")
 
 
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:

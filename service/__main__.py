@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app, load_predictor
 from service.config import Settings
@@ -29,21 +31,37 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one of several server processes (SENTIMENT_PROCESSES > 1); its lifespan loads the model."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
 def main() -> int:
     settings = Settings()
     configure_logging(settings.log_level)
+    several = settings.processes > 1
     try:
         # Load (and check) the model before listening: a bad model directory never gives a half-alive server.
-        predictor = load_predictor(settings)
+        # With several processes each loads its own copy; this one only checks the directory, on the CPU, so
+        # that the supervising process holds no GPU memory.
+        predictor = load_predictor(settings.model_copy(update={"provider": "cpu"}) if several else settings)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
+                               "access_log": False, "timeout_graceful_shutdown": settings.shutdown_grace_s,
+                               "server_header": False, "lifespan": "on"}
+    if several:
+        # uvicorn's supervisor: the processes share the listening socket, one that dies is replaced, SIGTERM
+        # drains them all (each finishes its accepted requests, then its queue).
+        del predictor
+        uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes, **options)
+        return 0
     app = create_app(settings, predictor=predictor)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=settings.shutdown_grace_s, server_header=False,
-                            lifespan="on")
-    server = DrainingServer(config, on_exit=app.state.service.begin_draining)
+    server = DrainingServer(uvicorn.Config(app, **options), on_exit=app.state.service.begin_draining)
     server.run()
     return 0 if server.started else 3
 

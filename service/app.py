@@ -216,6 +216,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                                 workers=inference_workers(settings, predictor.provider))
         state.batcher.start()
         state.warmup_task = asyncio.create_task(_warm_up(state), name="warm-up")
+        if settings.processes > 1:
+            # One of several processes on a shared socket: accept nothing until warm, or a client could be
+            # sent to a process that answers 503 while its siblings are ready.
+            await asyncio.shield(state.warmup_task)
         try:
             yield
         finally:

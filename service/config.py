@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory: model.onnx, tokenizer.json, card")
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU")
+    processes: int = Field(1, ge=1, le=64, description="server processes sharing the port, each with its own "
+                           "model, event loop and queue; more than 1 pays off on many-core and GPU hosts")
     inference_workers: int = Field(0, ge=0, le=64, description="batches run in parallel, each on its own "
                                    "thread; 0 = one per CPU available to this process (affinity and cgroup "
                                    "quota), or 2 on CUDA")

@@ -155,7 +155,8 @@ class Predictor:
         return str(self.card.get("version", "unknown"))
 
     def encode(self, texts: list[str]) -> list[Encoding]:
-        return self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        """Token ids (no character offsets: computing them costs a fifth of the tokenizer's time)."""
+        return self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
 
     def probabilities(self, ids: list[list[int]]) -> np.ndarray:
         """(B, C) probabilities for token-id lists, run as one padded batch."""

@@ -135,3 +135,33 @@ def test_bad_model_directory_exits_with_one_line(tmp_path: Path, free_port: int)
     assert process.wait(30) == 2
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
     assert errors == [f"error: cannot start: model directory {tmp_path / 'missing'} does not exist"]
+
+
+def test_several_processes_share_the_port_and_stop_together(tiny_model_dir: Path) -> None:
+    base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        servers = [c for c in children if "service" in Path(f"/proc/{c}/cmdline").read_text()
+                   or "multiprocessing" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(servers) >= 2, children
+        with httpx.Client(base_url=base, timeout=10) as client:
+            responses = [client.post("/predict", json={"text": f"Loved it {i}."}) for i in range(20)]
+        assert {r.status_code for r in responses} == {200}
+        assert all(r.json()["predictions"][0]["label"] in ("positive", "negative") for r in responses)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{c}").exists() for c in children):
+        assert time.monotonic() < deadline, [Path(f"/proc/{c}/cmdline").read_text() for c in children]
+        time.sleep(0.1)
+
+
+def test_several_processes_refuse_a_bad_model_with_one_line(model_copy: Path, free_port: int) -> None:
+    (model_copy / "model.onnx").write_bytes(b"not a model")
+    env = {**os.environ, "SENTIMENT_MODEL_DIR": str(model_copy), "SENTIMENT_PORT": str(free_port),
+           "SENTIMENT_PROCESSES": "2"}
+    process = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert process.returncode == 2
+    assert "sha256" in process.stderr and process.stderr.count("\n") <= 2
