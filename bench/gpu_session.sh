@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One measuring session on a GPU host that has Python 3.12, CUDA/cuDNN pip packages and no network:
-# install the carried wheels, prove the CUDA path (tests/test_cuda.py), profile one batch, tune the
-# inference workers over HTTP, then run the CUDA bench profile (ceiling + HTTP). Everything it prints and writes lands in $OUT (default: bench/results/gpu-session).
+# install the carried wheels, prove the CUDA path (tests/test_cuda.py), profile one batch, then run the
+# CUDA bench profile (ceiling + HTTP) with $GPU_ENV (default SENTIMENT_PROCESSES=4, the best of 1, 2, 4, 8). Everything it prints and writes lands in $OUT (default: bench/results/gpu-session).
 #
 #   CARRY=.gpuwheel bash bench/gpu_session.sh
 #
@@ -32,21 +32,16 @@ nproc
 python3 -c "import service.app, bench.run" || exit 1
 
 step "CUDA tests"
-timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_startup.py tests/test_server_process.py 2>&1 | tail -25
+timeout 240 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py tests/test_startup.py \
+    tests/test_server_process.py > "$OUT/pytest.log" 2>&1
+grep -E "Warning|largest|passed|failed|Error" "$OUT/pytest.log" | sort | uniq -c | sort -rn | head -20
 
 step "where a batch's time goes"
 timeout 200 python3 -m bench.profile_batch --provider cuda --batch-size 1024
 
-step "HTTP tuning: server processes x 2 inference workers (64-text requests, 64 clients)"
-for processes in 1 2 4 8; do
-    timeout 150 python3 -m bench.run --provider cuda --texts 4096 --only batch64:64 --duration 5 --repeats 2 \
-        --env SENTIMENT_PROCESSES=$processes --tune-log "$OUT/tune.jsonl"
-done
-best=$(python3 -c "import json; rows = [json.loads(l) for l in open('$OUT/tune.jsonl')]
-print(max(rows, key=lambda r: r['reviews_per_s'])['env'][0])")
-echo "best: $best"
-
-step "bench profile cuda ($best)"
-timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --duration 5 --repeats 3 --env "$best"
+step "bench profile cuda (${GPU_ENV:=SENTIMENT_PROCESSES=4})"
+timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --duration 5 --repeats 3 \
+    --env "$GPU_ENV" --server-log "$OUT/server.log"
+grep -v '"level": "INFO"' "$OUT/server.log" | tail -5
 cp bench/results/cuda-latest.* "$OUT"/ 2>/dev/null
 step done

@@ -53,7 +53,7 @@ PROFILES = {
     # On a GPU, server-side batching decides everything: big batches, one length group per batch.
     "cuda": Profile([64, 256, 1024, 4096], [(1, 1), (2, 1), (4, 1)], None,
                     {"short": (1,), "single": (64, 256), "batch64": (8, 32, 64, 128)},
-                    {"SENTIMENT_MAX_BATCH_SIZE": "4096", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
+                    {"SENTIMENT_MAX_BATCH_SIZE": "1024", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
 }
 
 
@@ -79,9 +79,10 @@ def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
     return files
 
 
-def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+def start(cmd: list[str], env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+    with open(log or os.devnull, "ab") as stderr:
+        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
     started = time.monotonic()
     while time.monotonic() - started < 60:
         try:
@@ -119,7 +120,9 @@ def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str,
 
 
 def measure_server(port: int, files: dict[str, Path], duration: float, repeats: int,
-                   workloads: dict[str, tuple[int, ...]]) -> list[dict[str, Any]]:
+                   workloads: dict[str, tuple[int, ...]], processes: int = 1) -> list[dict[str, Any]]:
+    """wrk figures per workload and concurrency; with one server process also the mean model batch (with
+    several, /metrics answers from whichever process gets the scrape)."""
     rows = []
     for name, concurrencies in workloads.items():
         for concurrency in concurrencies:
@@ -139,12 +142,12 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
                 "errors": sum(r["requests"] for r in runs) - sum(ok) + sum(r["socket_errors"] for r in runs),
                 "statuses": [r["statuses"] for r in runs],
                 "mean_server_batch": ((batches_after[1] - batches_before[1]) / (batches_after[0] - batches_before[0])
-                                      if batches_after[0] > batches_before[0] else None),
+                                      if processes == 1 and batches_after[0] > batches_before[0] else None),
             }
             rows.append(row)
             print(f"  {name:8s} c={concurrency:3d}  {row['reviews_per_s']:8.1f} reviews/s  p50 {row['p50_ms']:7.2f} ms"
                   f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}  mean model batch "
-                  f"{row['mean_server_batch'] or 0:.1f}", flush=True)
+                  f"{row['mean_server_batch'] or float('nan'):.1f}", flush=True)
     return rows
 
 
@@ -177,6 +180,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="e.g. single:64,batch32:64 (tuning runs; no ceiling, "
                         "no baseline, results not written to latest.*)")
     parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
+    parser.add_argument("--server-log", type=Path, default=None, help="append the service's log to this file")
     parser.add_argument("--tune-log", type=Path, default=None, help="with --only: append each row as a JSON line")
     parser.add_argument("--provider", default="cpu", choices=sorted(PROFILES), help="onnxruntime provider; "
                         "cuda measures the GPU profile (big batches) and writes cuda-latest.*")
@@ -201,12 +205,13 @@ def main() -> None:
         port = free_port()
         env = service_env(args, port)
         t0 = time.monotonic()
-        service = start([sys.executable, "-m", "service"], env, port)
+        service = start([sys.executable, "-m", "service"], env, port, args.server_log)
         results["service_start_to_ready_s"] = time.monotonic() - t0
         results["service_settings"] = {k: v for k, v in env.items() if k not in {"SENTIMENT_PORT"}}
         print(f"service over HTTP (ready in {results['service_start_to_ready_s']:.2f} s):", flush=True)
         try:
-            results["service"] = measure_server(port, files, args.duration, args.repeats, workloads)
+            results["service"] = measure_server(port, files, args.duration, args.repeats, workloads,
+                                                int(env.get("SENTIMENT_PROCESSES", "1")))
             results["service_rss_mb_after_load"] = rss_mb(service.pid)
         finally:
             stop(service)
@@ -240,9 +245,10 @@ def tune(args: argparse.Namespace) -> None:
         port = free_port()
         env = service_env(args, port)
         print("settings:", " ".join(args.env) or "defaults", flush=True)
-        service = start([sys.executable, "-m", "service"], env, port)
+        service = start([sys.executable, "-m", "service"], env, port, args.server_log)
         try:
-            rows = measure_server(port, files, args.duration, args.repeats, workloads)
+            rows = measure_server(port, files, args.duration, args.repeats, workloads,
+                                  int(env.get("SENTIMENT_PROCESSES", "1")))
         finally:
             stop(service)
     if args.tune_log:
@@ -295,8 +301,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {r['workload']} ({r['texts_per_request']} text{'s' if r['texts_per_request'] > 1 else ''}) | "
             f"{r['concurrency']} | {r['reviews_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['errors']} | {r['mean_server_batch'] or 0:.1f} | "
-            f"{q['service_over_ceiling']:.2f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} | "
+            + (f"{r['mean_server_batch']:.1f} | " if r.get("mean_server_batch") else "– | ")
+            + f"{q['service_over_ceiling']:.2f} | "
             + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |"
                if b and b["reviews_per_s"] else
                f"0 (no request finished in {results['duration_s']:.0f} s) | > {results['duration_s'] * 1000:.0f} | ∞ |"

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.batcher import Batcher, BatchStats, NotAcceptingError, QueueFullError
+from service.batcher import Batcher, BatchStats, InferenceError, NotAcceptingError, QueueFullError
 from service.config import Settings
 from service.errors import ApiError, body_too_large, error_response, json_response, parse_json_body, validation_error
 from service.metrics import Metrics
@@ -392,6 +392,10 @@ async def _score(state: State, texts: list[str], request: Request) -> list[Predi
         except NotAcceptingError:
             state.metrics.rejected.labels("draining").inc()
             raise ApiError(503, "not_ready", "the service is shutting down", headers={"Retry-After": "1"}) from None
+        except InferenceError:
+            state.metrics.rejected.labels("inference_failed").inc()
+            raise ApiError(503, "inference_failed", "the model failed on the batch holding this request (see the "
+                           "server log); retry", headers={"Retry-After": "1"}) from None
     job.cancel()  # withdraws the texts from the queue if they are still waiting
     if gone in done:
         state.metrics.rejected.labels("client_gone").inc()

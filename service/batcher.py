@@ -32,6 +32,10 @@ class NotAcceptingError(Exception):
     """The batcher is draining or stopped."""
 
 
+class InferenceError(Exception):
+    """The model run failed for the batch this request was in (e.g. GPU memory); the server log has why."""
+
+
 @dataclass(eq=False)
 class _Entry:
     texts: list[str]
@@ -148,7 +152,7 @@ class Batcher:
                 log.exception("inference failed for a batch of %d texts", len(texts))
                 for entry in batch:
                     if not entry.future.done():
-                        entry.future.set_exception(exc)
+                        entry.future.set_exception(InferenceError(str(exc)))
                 return
             if self._stats.on_batch:
                 self._stats.on_batch(len(texts), time.perf_counter() - started, waited)
