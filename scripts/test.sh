@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages for the container tests (a Docker engine started by the tests themselves, and
-# debootstrap for a base image when no registry is reachable). Skipped when not root or not Debian;
-# those tests then skip with the reason.
-DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose"
+# debootstrap for a base image when no registry is reachable) and the browser tests (headless Chromium,
+# driven by Playwright's Python package; Playwright's own browser download is never used). Skipped when
+# not root or not Debian; those tests then skip with the reason.
+DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose chromium chromium-driver"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for pkg in $DEB_PACKAGES; do

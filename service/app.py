@@ -8,9 +8,10 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,18 +25,26 @@ from service.batcher import Batcher, BatchStats, InferenceError, NotAcceptingErr
 from service.config import Settings
 from service.errors import ApiError, body_too_large, error_response, json_response, parse_json_body, validation_error
 from service.metrics import Metrics
-from service.predictor import CUDA_PROVIDER, Prediction, Predictor, available_cpus
+from service.predictor import CUDA_PROVIDER, Explanation, Prediction, Predictor, available_cpus
 from service.schemas import (
     ErrorResponse,
+    ExplainResponse,
     Health,
     ModelInfo,
     PredictResponse,
     make_predict_request,
 )
 
+R = TypeVar("R")
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
 REQUEST_ID_HEADER = b"x-request-id"
+# The web page at /: one file, inline CSS and JS; the policy forbids it to load or call anything elsewhere.
+INDEX_HTML = (Path(__file__).resolve().parent / "static" / "index.html").read_bytes()
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                           "style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+                                           "frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 @dataclass
@@ -202,6 +211,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     state = State(settings)
     preloaded = predictor
     PredictRequest = make_predict_request(settings.max_client_batch, settings.max_text_chars)
+    ExplainRequest = make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -239,7 +249,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         responses={422: {"model": ErrorResponse, "description": "invalid input (names the field and limit)"}},
     )
     app.state.service = state
-    app.openapi = _openapi_with_request_schemas(app, [PredictRequest])  # type: ignore[method-assign]
+    app.openapi = _openapi_with_request_schemas(app, [PredictRequest, ExplainRequest])  # type: ignore[method-assign]
     app.add_middleware(RequestContextMiddleware, state=state)
     install_error_handlers(app, settings)
     require_api_key = _api_key_check(settings)
@@ -264,15 +274,14 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         texts = body.all_texts()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("texts", extra={"request_id": request.state.request_id, "texts": texts})
-        predictions = await _score(state, texts, request)
+        predictions = await _finish(state, _batcher(state).submit(texts), request)
         if predictions is None:  # the client went away; nobody reads this
             return Response(status_code=499)
         predictor = state.predictor
         assert predictor is not None
         return json_response({
             "model": {"name": predictor.name, "version": predictor.version},
-            "predictions": [{"label": p.label, "score": p.score, "probabilities": p.probabilities,
-                             "tokens": p.tokens, "truncated": p.truncated} for p in predictions],
+            "predictions": [_prediction_json(p) for p in predictions],
         })
 
     async def predict_directly(scope: Scope, receive: Receive, send: Send) -> None:
@@ -287,6 +296,50 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         await response(scope, receive, send)
 
     state.direct_routes[("POST", "/predict")] = predict_directly
+
+    @app.post(
+        "/explain",
+        response_model=ExplainResponse,
+        summary="Explain predictions: how much each word pushed each label (occlusion)",
+        description=f"Scores each text once as is and once per word with that word replaced by the unknown "
+                    f"token, in one batch, and reports each word's change in each label's log-odds. Costs about "
+                    f"n + 1 predictions for a text of n tokens; at most {settings.max_explain_texts} texts per "
+                    f"request and the last {settings.max_explain_tokens} tokens of each text are explained.",
+        openapi_extra=json_request_body(ExplainRequest),
+        responses={
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
+            415: {"model": ErrorResponse, "description": "the body is not JSON"},
+            429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},
+            503: {"model": ErrorResponse, "description": "not ready, draining, or timed out"},
+        },
+    )
+    async def explain(request: Request) -> Response:
+        await require_api_key(request)
+        body = parse_json_body(await request.body(), request.headers.get("content-type"), ExplainRequest)
+        texts = body.all_texts()
+        predictor = state.predictor
+        assert predictor is not None
+
+        def run() -> list[Explanation]:
+            return [predictor.explain(t, settings.max_explain_tokens, settings.max_batch_tokens) for t in texts]
+
+        explanations = await _finish(state, _batcher(state).call(run, len(texts)), request)
+        if explanations is None:
+            return Response(status_code=499)
+        return json_response({
+            "model": {"name": predictor.name, "version": predictor.version},
+            "method": "occlusion",
+            "explanations": [{
+                "prediction": _prediction_json(e.prediction),
+                "words": [{"text": w.text, "start": w.start, "end": w.end, "weights": w.weights} for w in e.words],
+                "explained_tokens": e.explained_tokens, "capped": e.capped,
+            } for e in explanations],
+        })
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return Response(INDEX_HTML, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process runs")
     async def healthz() -> Response:
@@ -311,6 +364,10 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             "max_tokens": predictor.max_tokens, "truncation": card.get("truncation", {}),
             "provider": predictor.provider, "sha256": predictor.model_sha256,
             "metrics": card.get("metrics", {}), "architecture": card.get("architecture", {}),
+            "limits": {"max_client_batch": settings.max_client_batch, "max_text_chars": settings.max_text_chars,
+                       "max_explain_texts": settings.max_explain_texts,
+                       "max_explain_tokens": settings.max_explain_tokens,
+                       "max_body_bytes": settings.max_body_bytes},
         })
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
@@ -319,6 +376,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def _prediction_json(p: Prediction) -> dict[str, Any]:
+    return {"label": p.label, "score": p.score, "probabilities": p.probabilities, "tokens": p.tokens,
+            "truncated": p.truncated}
 
 
 def json_request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -370,12 +432,18 @@ def _api_key_check(settings: Settings) -> Callable[[Request], Awaitable[None]]:
     return require_api_key
 
 
-async def _score(state: State, texts: list[str], request: Request) -> list[Prediction] | None:
-    """Queue the texts and wait for them, bounded in time; None if the client disconnected first."""
+def _batcher(state: State) -> Batcher:
+    """The batcher, once the model is warm (else a 503 the client may retry)."""
     if not state.warmed_up or state.batcher is None:
         state.metrics.rejected.labels("not_ready").inc()
         raise ApiError(503, "not_ready", "the model is warming up", headers={"Retry-After": "1"})
-    job = asyncio.ensure_future(state.batcher.submit(texts))
+    return state.batcher
+
+
+async def _finish(state: State, work: Coroutine[Any, Any, R], request: Request) -> R | None:
+    """Await queued model work, bounded in time; None if the client disconnected first (the work is then
+    withdrawn from the queue if it had not started)."""
+    job = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         done, _ = await asyncio.wait({job, gone}, timeout=state.settings.request_timeout_s,

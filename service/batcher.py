@@ -18,10 +18,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from service.predictor import Prediction
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class QueueFullError(Exception):
@@ -95,6 +97,29 @@ class Batcher:
             if entry in self._queue:
                 self._queue.remove(entry)
                 self._set_depth(self._queued_texts - len(texts))
+
+    async def call(self, fn: Callable[[], T], texts: int) -> T:
+        """Run ``fn`` (work on ``texts`` texts that is not a plain batch, e.g. an explanation) on an inference
+        thread of its own, sharing the threads and the queue bound with the batches."""
+        if not self._accepting:
+            raise NotAcceptingError
+        if self._queued_texts + texts > self._max_queue:
+            raise QueueFullError
+        self._set_depth(self._queued_texts + texts)
+        try:
+            await self._free_workers.acquire()
+        finally:
+            self._set_depth(self._queued_texts - texts)
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        # The thread cannot be stopped: its slot comes back when it ends, even if the caller has gone.
+        job.add_done_callback(lambda _: self._free_workers.release())
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("inference failed for a job on %d texts", texts)
+            raise InferenceError(str(exc)) from exc
 
     def _set_depth(self, depth: int) -> None:
         self._queued_texts = depth

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Input limits
     max_client_batch: int = Field(64, ge=1, le=10_000, description="most texts in one request")
     max_text_chars: int = Field(100_000, ge=1, description="most characters in one text")
+    max_explain_texts: int = Field(8, ge=1, le=1000, description="most texts in one /explain request")
+    max_explain_tokens: int = Field(256, ge=1, le=4096, description="most tokens per text /explain weighs (the "
+                                    "last ones); each costs one extra model row")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
 
     # Access and server

@@ -86,6 +86,30 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
+class WordWeightOut(BaseModel):
+    text: str = Field(description="the word as written in the input: input[start:end]", examples=["wonderful"])
+    start: int = Field(description="character offset of the word in the input text", examples=[37])
+    end: int = Field(examples=[46])
+    weights: dict[str, float] | None = Field(
+        description="per label: how much this word raised that label's log-odds (log-odds with the word minus "
+                    "without it); null for words before the explained window", examples=[{"negative": -13.5,
+                                                                                          "positive": 13.5}])
+
+
+class ExplanationOut(BaseModel):
+    prediction: PredictionOut
+    words: list[WordWeightOut] = Field(description="every token the model scored, in order")
+    explained_tokens: int = Field(description="how many of the last tokens carry weights", examples=[14])
+    capped: bool = Field(description="the text had more tokens than SENTIMENT_MAX_EXPLAIN_TOKENS; earlier words "
+                                     "have null weights", examples=[False])
+
+
+class ExplainResponse(BaseModel):
+    model: ModelRef
+    method: str = Field(description="how weights were computed", examples=["occlusion"])
+    explanations: list[ExplanationOut]
+
+
 class ErrorDetail(BaseModel):
     field: str | None = Field(None, description="where in the request body, e.g. texts[3]", examples=["texts"])
     message: str = Field(examples=["List should have at most 64 items after validation, not 65"])
@@ -112,6 +136,8 @@ class ModelInfo(BaseModel):
     sha256: str = Field(description="sha256 of model.onnx")
     metrics: dict[str, Any] = Field(description="test metrics from the model card")
     architecture: dict[str, Any]
+    limits: dict[str, int] = Field(description="this server's input limits (clients split batches by them)",
+                                   examples=[{"max_client_batch": 64, "max_text_chars": 100000}])
 
 
 class Health(BaseModel):

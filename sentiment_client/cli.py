@@ -1,0 +1,206 @@
+"""Score a file of texts: CSV, JSON Lines or plain text (one text per line), from a path or stdin.
+
+    python -m sentiment_client reviews.csv -o scored.csv --server http://localhost:8000
+    python -m sentiment_client reviews.jsonl --model-dir models/imdb-bilstm     # in process, no server
+    cat reviews.txt | python -m sentiment_client - --format text > scored.csv
+
+The output holds every input row (all its columns or fields) plus ``label`` and ``score``; plain text
+becomes CSV with the columns text, label, score. Rows stream through in chunks of ``--batch-size``, so a
+file larger than memory works; a progress bar on stderr shows the rate and, for files, the time left.
+A bad row (no text, an empty text, broken JSON, a text the server refuses) is reported on stderr with its
+line number; ``--on-error skip`` (the default) goes on with the rest, ``--on-error fail`` stops there
+(exit status 1) after writing the rows before it. Blank lines in plain text are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from sentiment_client import InvalidInputError, Prediction, SentimentClient
+
+Scorer = Callable[[list[str]], list[Prediction]]
+
+
+@dataclass
+class Row:
+    line: int
+    record: dict[str, Any]  # what is written back, plus label and score
+    text: str | None
+    problem: str | None = None
+
+
+class BadRowError(Exception):
+    pass
+
+
+def read_rows(stream: IO[str], fmt: str, field: str) -> Iterator[Row]:
+    if fmt == "csv":
+        reader = csv.DictReader(stream)
+        if reader.fieldnames is not None and field not in reader.fieldnames:
+            raise SystemExit(f"error: the CSV has no column {field!r} (columns: {', '.join(reader.fieldnames)}); "
+                             "choose one with --text-field")
+        for record in reader:
+            text = record.get(field)
+            yield Row(reader.line_num, record, text, None if text is not None else f"no value in column {field!r}")
+    elif fmt == "jsonl":
+        for line, raw in enumerate(stream, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                yield Row(line, {}, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get(field), str):
+                yield Row(line, {}, None, f"not a JSON object with a string field {field!r}")
+                continue
+            yield Row(line, record, record[field])
+    else:
+        for line, raw in enumerate(stream, 1):
+            text = raw.rstrip("\r\n")
+            if text.strip():
+                yield Row(line, {"text": text}, text)
+
+
+def checked(row: Row) -> Row:
+    if row.problem is None and (row.text is None or not row.text.strip()):
+        row.problem = "the text is empty"
+    return row
+
+
+class Writer:
+    def __init__(self, stream: IO[str], fmt: str) -> None:
+        self.stream, self.fmt = stream, fmt
+        self.csv: csv.DictWriter[str] | None = None
+
+    def write(self, row: Row, prediction: Prediction) -> None:
+        record = {**row.record, "label": prediction.label, "score": round(prediction.score, 6)}
+        if self.fmt == "jsonl":
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        if self.csv is None:
+            self.csv = csv.DictWriter(self.stream, fieldnames=list(record), extrasaction="ignore")
+            self.csv.writeheader()
+        self.csv.writerow(record)
+
+
+def score_chunk(rows: list[Row], score: Scorer) -> list[tuple[Row, Prediction | str]]:
+    """Predictions (or the reason a row failed) for a chunk; a refused chunk is retried row by row to find
+    the rows the server refuses."""
+    good = [r for r in rows if r.problem is None]
+    results: dict[int, Prediction | str] = {id(r): r.problem for r in rows if r.problem is not None}
+    try:
+        for row, prediction in zip(good, score([r.text or "" for r in good]), strict=True):
+            results[id(row)] = prediction
+    except InvalidInputError:
+        for row in good:
+            try:
+                results[id(row)] = score([row.text or ""])[0]
+            except InvalidInputError as exc:  # the details speak of texts[0]; the row is the text itself
+                results[id(row)] = "; ".join(str(d.get("message")) for d in exc.details) or exc.message
+    return [(r, results[id(r)]) for r in rows]
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+
+
+def make_scorer(args: argparse.Namespace) -> tuple[Scorer, Callable[[], None]]:
+    if args.server:
+        client = SentimentClient(args.server, api_key=args.api_key, timeout=args.timeout)
+        return client.predict, client.close
+    from service.predictor import ModelLoadError, Predictor  # in process: needs the 'cpu' or 'gpu' extra
+
+    try:
+        predictor = Predictor.load(args.model_dir, provider=args.provider)
+    except ModelLoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return (lambda texts: predictor.predict(texts, max_batch_tokens=4096)), (lambda: None)
+
+
+def guess_format(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "csv"}.get(suffix, "text")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sentiment_client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="a CSV, JSONL or text file, or - for stdin")
+    parser.add_argument("-o", "--output", help="where to write (default: stdout)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--server", help="score through a running service at this URL")
+    where.add_argument("--model-dir", type=Path, default=Path("models/imdb-bilstm"),
+                       help="score in process with this model directory (default, when --server is not given)")
+    parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="in process only")
+    parser.add_argument("--api-key", help="with --server, when the service needs one")
+    parser.add_argument("--timeout", type=float, default=60.0, help="with --server: seconds per request")
+    parser.add_argument("--format", choices=["auto", "csv", "jsonl", "text"], default="auto",
+                        help="input format (auto: from the file name; stdin is text unless given)")
+    parser.add_argument("--text-field", default="text", help="CSV column or JSON field that holds the text")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per request or model call")
+    parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    fmt = args.format if args.format != "auto" else guess_format(args.input)
+    out_fmt = "jsonl" if fmt == "jsonl" else "csv"
+    total = None if args.input == "-" else count_lines(Path(args.input)) - (1 if fmt == "csv" else 0)
+    score, close = make_scorer(args)
+    source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")  # noqa: SIM115
+    sink = sys.stdout if not args.output else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    writer, scored, skipped = Writer(sink, out_fmt), 0, 0
+    progress = tqdm(total=total, unit=" rows", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True)
+    try:
+        chunk: list[Row] = []
+        for row in read_rows(source, fmt, args.text_field):
+            chunk.append(checked(row))
+            if len(chunk) >= args.batch_size:
+                scored, skipped = flush(chunk, score, writer, args.on_error, scored, skipped, progress)
+                chunk = []
+        scored, skipped = flush(chunk, score, writer, args.on_error, scored, skipped, progress)
+    except BadRowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as exc:
+        print(f"error: the input is not UTF-8 ({exc.reason} at byte {exc.start} of a block)", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+        sink.flush()
+        if sink is not sys.stdout:
+            sink.close()
+        if source is not sys.stdin:
+            source.close()
+        close()
+    print(f"{scored} rows scored, {skipped} skipped", file=sys.stderr)
+    return 0
+
+
+def flush(chunk: list[Row], score: Scorer, writer: Writer, on_error: str, scored: int, skipped: int,
+          progress: tqdm[Any]) -> tuple[int, int]:
+    if not chunk:
+        return scored, skipped
+    for row, result in score_chunk(chunk, score):
+        if isinstance(result, str):
+            if on_error == "fail":
+                writer.stream.flush()
+                raise BadRowError(f"line {row.line}: {result}")
+            print(f"line {row.line}: skipped: {result}", file=sys.stderr)
+            skipped += 1
+        else:
+            writer.write(row, result)
+            scored += 1
+    writer.stream.flush()
+    progress.update(len(chunk))
+    return scored, skipped

@@ -1,0 +1,91 @@
+"""The web page and the offline API docs in headless Chromium (Debian's package), against a real server.
+
+Screenshots land in test-artifacts/browser/. Skipped where /usr/bin/chromium or Playwright is missing
+(scripts/test.sh installs both when it runs as root on Debian).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SHIPPED_MODEL, artifact_dir
+from tests.test_server_process import launch, stop_server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+KEY = "page-test-key"
+REVIEW = "I watched it on Sunday. The acting was wonderful and I loved the ending."
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    base, process = launch(SHIPPED_MODEL, SENTIMENT_API_KEY=KEY)
+    yield base
+    stop_server(process)
+
+
+@pytest.fixture
+def page(tmp_path: Path, server: str) -> Iterator[tuple[Any, list[str]]]:
+    with playwright_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+                                                       headless=True, args=FLAGS, viewport={"width": 1100,
+                                                                                            "height": 900})
+        requested: list[str] = []
+        context.on("request", lambda request: requested.append(request.url))
+        try:
+            yield context.new_page(), requested
+        finally:
+            context.close()
+
+
+def test_page_scores_and_highlights_a_review(page: tuple[Any, list[str]], server: str) -> None:
+    tab, requested = page
+    tab.goto(f"{server}/")
+    tab.fill("#input", REVIEW)
+    tab.click("#score")
+    error = tab.locator("#error")
+    error.wait_for(state="visible")
+    assert "API key" in error.inner_text() and "{" not in error.inner_text()  # readable, not a JSON dump
+
+    tab.fill("#api-key", KEY)
+    tab.click("#score")
+    tab.locator(".result .label").wait_for()
+    assert tab.locator(".result .label").inner_text().lower() == "positive"
+    assert "% confident" in tab.locator(".result .score").inner_text()
+    assert not error.is_visible()
+    assert tab.locator("#legend").is_visible()
+    wonderful = tab.locator(".word", has_text="wonderful")
+    assert float(wonderful.get_attribute("data-weight")) > 0
+    assert "log-odds towards positive" in wonderful.get_attribute("title")
+    assert tab.locator(".text").inner_text() == REVIEW  # the highlighted text is the review, untouched
+    wonderful.hover()
+    tab.screenshot(path=str(artifact_dir("browser") / "page.png"), full_page=True)
+
+    tab.check("#per-line")
+    tab.fill("#input", "A triumph, moving and funny.\n\nDull, slow and far too long.\nIt was fine.")
+    tab.click("#score")
+    tab.wait_for_function("document.querySelectorAll('.result').length === 3")
+    labels = [x.lower() for x in tab.locator(".result .label").all_inner_texts()]
+    assert labels[:2] == ["positive", "negative"]
+    tab.screenshot(path=str(artifact_dir("browser") / "page-lines.png"), full_page=True)
+    assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
+
+
+def test_docs_page_lists_the_operations_offline(page: tuple[Any, list[str]], server: str) -> None:
+    tab, requested = page
+    tab.goto(f"{server}/docs")
+    tab.locator(".opblock").first.wait_for()
+    paths = tab.locator(".opblock-summary-path").all_inner_texts()
+    for path in ("/predict", "/explain", "/model", "/readyz"):
+        assert any(path in p for p in paths), paths
+    tab.screenshot(path=str(artifact_dir("browser") / "docs.png"), full_page=False)
+    assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]

@@ -1,0 +1,96 @@
+"""The file-scoring CLI (python -m sentiment_client), in process and through a real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_server_process import launch, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sentiment_client", "--no-progress", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_csv_keeps_columns_and_skips_a_bad_row_by_line_number(tiny_model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "reviews.csv"
+    source.write_text('id,text,stars\n1,"A wonderful, moving film.",5\n2,"   ",3\n'
+                      '3,"Multi-line\nreview: dull and long.",1\n4,Loved it,4\n')
+    out = tmp_path / "scored.csv"
+    done = cli(str(source), "-o", str(out), "--model-dir", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    assert "line 3: skipped: the text is empty" in done.stderr
+    assert "3 rows scored, 1 skipped" in done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
+    assert [r["id"] for r in rows] == ["1", "3", "4"]
+    assert rows[1]["text"] == "Multi-line\nreview: dull and long." and rows[1]["stars"] == "1"
+    assert all(r["label"] in ("positive", "negative") and 0.5 <= float(r["score"]) <= 1 for r in rows)
+
+
+def test_on_error_fail_stops_at_the_bad_row_after_writing_those_before(tiny_model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "reviews.jsonl"
+    source.write_text('{"text": "Great fun.", "id": 1}\n{"text": "Good.", "id": 2}\n{"text": broken\n'
+                      '{"text": "Never reached."}\n')
+    done = cli(str(source), "--model-dir", str(tiny_model_dir), "--on-error", "fail")
+    assert done.returncode == 1
+    assert "line 3: not valid JSON" in done.stderr
+    written = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["id"] for r in written] == [1, 2] and all("label" in r and "score" in r for r in written)
+
+
+def test_jsonl_skip_reports_each_kind_of_bad_line(tiny_model_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "reviews.jsonl"
+    source.write_text('{"text": "Great fun."}\n[1, 2]\n{"body": "no text field"}\n\n{"text": "Awful."}\n')
+    done = cli(str(source), "--model-dir", str(tiny_model_dir))
+    assert done.returncode == 0
+    assert "line 2: skipped: not a JSON object with a string field 'text'" in done.stderr
+    assert "line 3: skipped" in done.stderr
+    assert [json.loads(line)["text"] for line in done.stdout.splitlines()] == ["Great fun.", "Awful."]
+
+
+def test_stdin_text_streams_through_a_server(tiny_model_dir: Path) -> None:
+    base, process = launch(tiny_model_dir)
+    try:
+        cmd = [sys.executable, "-m", "sentiment_client", "-", "--server", base, "--batch-size", "2", "--no-progress"]
+        with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, bufsize=1) as streaming:
+            assert streaming.stdin and streaming.stdout
+            streaming.stdin.write("Loved every minute.\nHated it.\n")
+            streaming.stdin.flush()
+            # Output for the first chunk arrives while the input is still open: rows stream, nothing waits for EOF.
+            header, first = streaming.stdout.readline(), streaming.stdout.readline()
+            assert header.strip() == "text,label,score" and first.startswith("Loved every minute.,")
+            streaming.stdin.write("\nToo long and boring.\n")
+            streaming.stdin.close()
+            rest = streaming.stdout.read()
+            assert streaming.wait(60) == 0
+        rows = list(csv.reader(io.StringIO(header + first + rest)))
+        assert [r[0] for r in rows[1:]] == ["Loved every minute.", "Hated it.", "Too long and boring."]
+    finally:
+        stop_server(process)
+
+
+def test_a_text_the_server_refuses_is_isolated_and_skipped(tiny_model_dir: Path, tmp_path: Path) -> None:
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_TEXT_CHARS="50")
+    try:
+        source = tmp_path / "reviews.txt"
+        source.write_text("Short and sweet.\n" + "x" * 60 + "\nAnother short one.\n")
+        started = time.monotonic()
+        done = cli(str(source), "--server", base)
+        assert time.monotonic() - started < 60
+    finally:
+        stop_server(process)
+    assert done.returncode == 0, done.stderr
+    assert "line 2: skipped: String should have at most 50 characters" in done.stderr
+    assert [r["text"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["Short and sweet.", "Another short one."]
