@@ -36,6 +36,14 @@ from service.schemas import (
 )
 
 R = TypeVar("R")
+# The error answers of the routes that score texts (/predict, /explain), for their OpenAPI operations.
+SCORING_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+    413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
+    415: {"model": ErrorResponse, "description": "the body is not JSON"},
+    429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},
+    503: {"model": ErrorResponse, "description": "not ready, draining, timed out, or the model run failed"},
+}
 log = logging.getLogger("service")
 access_log = logging.getLogger("service.access")
 REQUEST_ID_HEADER = b"x-request-id"
@@ -260,13 +268,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         response_model=PredictResponse,
         summary="Score the sentiment of one or more texts",
         openapi_extra=json_request_body(PredictRequest),
-        responses={
-            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
-            413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
-            415: {"model": ErrorResponse, "description": "the body is not JSON"},
-            429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},
-            503: {"model": ErrorResponse, "description": "not ready, draining, or timed out"},
-        },
+        responses=SCORING_ERRORS,
     )
     async def predict(request: Request) -> Response:
         await require_api_key(request)
@@ -306,13 +308,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
                     f"n + 1 predictions for a text of n tokens; at most {settings.max_explain_texts} texts per "
                     f"request and the last {settings.max_explain_tokens} tokens of each text are explained.",
         openapi_extra=json_request_body(ExplainRequest),
-        responses={
-            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
-            413: {"model": ErrorResponse, "description": "body over SENTIMENT_MAX_BODY_BYTES"},
-            415: {"model": ErrorResponse, "description": "the body is not JSON"},
-            429: {"model": ErrorResponse, "description": "queue full; retry after Retry-After seconds"},
-            503: {"model": ErrorResponse, "description": "not ready, draining, or timed out"},
-        },
+        responses=SCORING_ERRORS,
     )
     async def explain(request: Request) -> Response:
         await require_api_key(request)
