@@ -1,7 +1,8 @@
 """Every failure a client can see, and how it leaves: ``{"error": {"code", "message", "details", "request_id"}}``.
 
-All error-to-status mapping lives here: :class:`ApiError` carries the status, and the helpers below turn
-JSON and validation failures into 4xx errors that name the field and the limit.
+:class:`ApiError` carries a status, a code and a message; the helpers below turn body, JSON and validation
+failures into 4xx errors that name the field and the limit. ``service.app.error_for`` maps whatever a
+request raises onto these, for the FastAPI routes and the direct /predict path alike.
 """
 
 from __future__ import annotations
