@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from sentiment_client import InvalidInputError, Prediction, SentimentClient
+from sentiment_client import InvalidInputError, Prediction, SentimentClient, SentimentError
 
 Scorer = Callable[[list[str]], list[Prediction]]
 
@@ -49,7 +49,11 @@ def read_rows(stream: IO[str], fmt: str, field: str) -> Iterator[Row]:
             raise SystemExit(f"error: the CSV has no column {field!r} (columns: {', '.join(reader.fieldnames)}); "
                              "choose one with --text-field")
         for record in reader:
+            extra = record.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header
             text = record.get(field)
+            if extra:
+                yield Row(reader.line_num, record, None, f"{len(extra)} more cells than the header has columns")
+                continue
             yield Row(reader.line_num, record, text, None if text is not None else f"no value in column {field!r}")
     elif fmt == "jsonl":
         for line, raw in enumerate(stream, 1):
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.input != "-" and not Path(args.input).is_file():
+        parser.error(f"no such file: {args.input}")
     fmt = args.format if args.format != "auto" else guess_format(args.input)
     out_fmt = "jsonl" if fmt == "jsonl" else "csv"
     total = None if args.input == "-" else count_lines(Path(args.input)) - (1 if fmt == "csv" else 0)
@@ -169,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 scored, skipped = flush(chunk, score, writer, args.on_error, scored, skipped, progress)
                 chunk = []
         scored, skipped = flush(chunk, score, writer, args.on_error, scored, skipped, progress)
-    except BadRowError as exc:
+    except (BadRowError, SentimentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except UnicodeDecodeError as exc:

@@ -26,12 +26,13 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 def test_csv_keeps_columns_and_skips_a_bad_row_by_line_number(tiny_model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "reviews.csv"
     source.write_text('id,text,stars\n1,"A wonderful, moving film.",5\n2,"   ",3\n'
-                      '3,"Multi-line\nreview: dull and long.",1\n4,Loved it,4\n')
+                      '3,"Multi-line\nreview: dull and long.",1\n4,Loved it,4\n5,Fine,3,surplus\n')
     out = tmp_path / "scored.csv"
     done = cli(str(source), "-o", str(out), "--model-dir", str(tiny_model_dir))
     assert done.returncode == 0, done.stderr
     assert "line 3: skipped: the text is empty" in done.stderr
-    assert "3 rows scored, 1 skipped" in done.stderr
+    assert "line 7: skipped: 1 more cells than the header has columns" in done.stderr
+    assert "3 rows scored, 2 skipped" in done.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
     assert [r["id"] for r in rows] == ["1", "3", "4"]
     assert rows[1]["text"] == "Multi-line\nreview: dull and long." and rows[1]["stars"] == "1"
@@ -47,6 +48,15 @@ def test_on_error_fail_stops_at_the_bad_row_after_writing_those_before(tiny_mode
     assert "line 3: not valid JSON" in done.stderr
     written = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["id"] for r in written] == [1, 2] and all("label" in r and "score" in r for r in written)
+
+
+def test_a_missing_file_or_server_is_one_line(tmp_path: Path) -> None:
+    missing = cli(str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    source = tmp_path / "reviews.txt"
+    source.write_text("Fine.\n")
+    unreachable = cli(str(source), "--server", "http://127.0.0.1:9", "--timeout", "1")
+    assert unreachable.returncode == 1 and unreachable.stderr.startswith("error: no answer from the server")
 
 
 def test_jsonl_skip_reports_each_kind_of_bad_line(tiny_model_dir: Path, tmp_path: Path) -> None:
