@@ -122,10 +122,10 @@ def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str,
 
 
 def measure_server(port: int, files: dict[str, Path], duration: float, repeats: int,
-                   workloads: dict[str, tuple[int, ...]], processes: int = 1,
+                   workloads: dict[str, tuple[int, ...]],
                    probe: Callable[[], float] | None = None) -> list[dict[str, Any]]:
-    """wrk figures per workload and concurrency; with one server process also the mean model batch (with
-    several, /metrics answers from whichever process gets the scrape). ``probe`` (the in-process ceiling's
+    """wrk figures per workload and concurrency, and the mean model batch from the service's /metrics.
+    ``probe`` (the in-process ceiling's
     best set-up, one pass) runs right after each wrk run, so every row has a ceiling measured under the
     same machine conditions as its own load."""
     rows = []
@@ -152,7 +152,7 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
                 "errors": sum(r["requests"] for r in runs) - sum(ok) + sum(r["socket_errors"] for r in runs),
                 "statuses": [r["statuses"] for r in runs],
                 "mean_server_batch": ((batches_after[1] - batches_before[1]) / (batches_after[0] - batches_before[0])
-                                      if processes == 1 and batches_after[0] > batches_before[0] else None),
+                                      if batches_after[0] > batches_before[0] else None),
                 "ceiling_nearby": statistics.median(nearby) if nearby else None,
             }
             rows.append(row)
@@ -241,7 +241,6 @@ def main() -> None:
         print(f"service over HTTP (ready in {results['service_start_to_ready_s']:.2f} s):", flush=True)
         try:
             results["service"] = measure_server(port, files, args.duration, args.repeats, workloads,
-                                                int(env.get("SENTIMENT_PROCESSES", "1")),
                                                 ceiling_probe(args, profile, ceiling["best"], reviews))
             results["service_rss_mb_after_load"] = rss_mb(service.pid)
         finally:
@@ -278,8 +277,7 @@ def tune(args: argparse.Namespace) -> None:
         print("settings:", " ".join(args.env) or "defaults", flush=True)
         service = start([sys.executable, "-m", "service"], env, port, args.server_log)
         try:
-            rows = measure_server(port, files, args.duration, args.repeats, workloads,
-                                  int(env.get("SENTIMENT_PROCESSES", "1")))
+            rows = measure_server(port, files, args.duration, args.repeats, workloads)
         finally:
             stop(service)
     if args.tune_log:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 from types import FrameType
 from typing import Any
 
@@ -56,9 +58,13 @@ def main() -> int:
                                "server_header": False, "lifespan": "on"}
     if several:
         # uvicorn's supervisor: the processes share the listening socket, one that dies is replaced, SIGTERM
-        # drains them all (each finishes its accepted requests, then its queue).
+        # drains them all (each finishes its accepted requests, then its queue). Their metrics meet in one
+        # directory, emptied first, so that /metrics sums every process (service/metrics.py).
         del predictor
-        uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes, **options)
+        with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes,
+                        **options)
         return 0
     app = create_app(settings, predictor=predictor)
     server = DrainingServer(uvicorn.Config(app, **options), on_exit=app.state.service.begin_draining)

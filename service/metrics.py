@@ -1,8 +1,16 @@
-"""Prometheus metrics, one registry per app instance (so several apps can live in one test process)."""
+"""Prometheus metrics, one registry per app instance (so several apps can live in one test process).
+
+With several server processes (SENTIMENT_PROCESSES > 1) the supervisor sets PROMETHEUS_MULTIPROC_DIR:
+every process writes its values there and a scrape of any process reports the sum over all of them
+(prometheus-client's multiprocess mode).
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -24,7 +32,8 @@ class Metrics:
                                            buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("sentiment_batch_size", "texts per server-side batch",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.queue_depth = Gauge("sentiment_queue_depth", "texts waiting for a batch", registry=r)
+        self.queue_depth = Gauge("sentiment_queue_depth", "texts waiting for a batch", registry=r,
+                                 multiprocess_mode="livesum")
         self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
         self.rejected = Counter("sentiment_rejected_requests", "requests refused before inference",
                                 ["reason"], registry=r)
@@ -36,4 +45,8 @@ class Metrics:
         self.texts_scored.inc(texts)
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            every_process = CollectorRegistry()
+            MultiProcessCollector(every_process)
+            return generate_latest(every_process)
         return generate_latest(self.registry)

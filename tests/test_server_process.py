@@ -146,8 +146,15 @@ def test_several_processes_share_the_port_and_stop_together(tiny_model_dir: Path
         assert len(servers) >= 2, children
         with httpx.Client(base_url=base, timeout=10) as client:
             responses = [client.post("/predict", json={"text": f"Loved it {i}."}) for i in range(20)]
-        assert {r.status_code for r in responses} == {200}
-        assert all(r.json()["predictions"][0]["label"] in ("positive", "negative") for r in responses)
+            assert {r.status_code for r in responses} == {200}
+            assert all(r.json()["predictions"][0]["label"] in ("positive", "negative") for r in responses)
+        # Whichever process answers a scrape (a new connection each time), it reports the requests of all.
+        counted = 'sentiment_requests_total{method="POST",route="/predict",status="200"} 20.0'
+        deadline = time.monotonic() + 5  # a request is counted just after its answer is sent
+        while counted not in httpx.get(f"{base}/metrics", timeout=5).text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert all(counted in httpx.get(f"{base}/metrics", timeout=5).text for _ in range(8))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
