@@ -28,6 +28,7 @@ from tqdm import tqdm
 from sentiment_client import InvalidInputError, Prediction, SentimentClient, SentimentError
 
 Scorer = Callable[[list[str]], list[Prediction]]
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "imdb-bilstm"
 
 
 @dataclass
@@ -134,7 +135,7 @@ def make_scorer(args: argparse.Namespace) -> tuple[Scorer, Callable[[], None]]:
 
 def guess_format(path: str) -> str:
     suffix = Path(path).suffix.lower()
-    return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".tsv": "csv"}.get(suffix, "text")
+    return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "text")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", help="where to write (default: stdout)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", help="score through a running service at this URL")
-    where.add_argument("--model-dir", type=Path, default=Path("models/imdb-bilstm"),
+    where.add_argument("--model-dir", type=Path, default=SHIPPED_MODEL,
                        help="score in process with this model directory (default, when --server is not given)")
     parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="in process only")
     parser.add_argument("--api-key", help="with --server, when the service needs one")
