@@ -36,6 +36,7 @@ from service.schemas import (
 )
 
 R = TypeVar("R")
+Body = TypeVar("Body", bound=BaseModel)
 # The error answers of the routes that score texts (/predict, /explain), for their OpenAPI operations.
 SCORING_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
@@ -263,6 +264,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     require_api_key = _api_key_check(settings)
     auth = Depends(require_api_key)
 
+    async def authorized_body(request: Request, model: type[Body]) -> Body:
+        """The request's JSON body as ``model``, once its API key has been checked (the scoring routes parse
+        their own bodies: see predict_directly)."""
+        await require_api_key(request)
+        return parse_json_body(await request.body(), request.headers.get("content-type"), model)
+
     @app.post(
         "/predict",
         response_model=PredictResponse,
@@ -271,8 +278,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         responses=SCORING_ERRORS,
     )
     async def predict(request: Request) -> Response:
-        await require_api_key(request)
-        body = parse_json_body(await request.body(), request.headers.get("content-type"), PredictRequest)
+        body = await authorized_body(request, PredictRequest)
         texts = body.all_texts()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("texts", extra={"request_id": request.state.request_id, "texts": texts})
@@ -311,8 +317,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         responses=SCORING_ERRORS,
     )
     async def explain(request: Request) -> Response:
-        await require_api_key(request)
-        body = parse_json_body(await request.body(), request.headers.get("content-type"), ExplainRequest)
+        body = await authorized_body(request, ExplainRequest)
         texts = body.all_texts()
         predictor = state.predictor
         assert predictor is not None

@@ -187,11 +187,16 @@ class Predictor:
         """Predictions in input order. Texts are run in length order, in chunks of similar length (at most
         ``max_batch_tokens`` padded tokens and ``max_batch_size`` texts per run, when given), to cut padding."""
         encodings = self.encode(texts)
-        ids = [enc.ids for enc in encodings]
-        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        probs = self.grouped_probabilities([enc.ids for enc in encodings], max_batch_tokens, max_batch_size)
+        return [self._prediction(p, enc) for p, enc in zip(probs.tolist(), encodings, strict=True)]
+
+    def grouped_probabilities(self, ids: list[list[int]], max_batch_tokens: int | None = None,
+                              max_batch_size: int | None = None) -> np.ndarray:
+        """(B, C) probabilities in input order, run in length groups (see ``length_groups``)."""
+        probs = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         for rows in length_groups([len(x) for x in ids], max_batch_tokens, max_batch_size):
             probs[rows] = self.probabilities([ids[i] for i in rows])
-        return [self._prediction(p, enc) for p, enc in zip(probs.tolist(), encodings, strict=True)]
+        return probs
 
     def _prediction(self, probs: list[float], encoding: Encoding) -> Prediction:
         best = max(range(len(probs)), key=probs.__getitem__)
@@ -211,8 +216,7 @@ class Predictor:
         ids, n = encoding.ids, len(encoding.ids)
         first = max(0, n - max_tokens)
         rows = [ids] + [[*ids[:i], UNK_ID, *ids[i + 1:]] for i in range(first, n)]
-        per_run = max(1, (max_batch_tokens or len(rows) * max(n, 1)) // max(n, 1))
-        probs = np.concatenate([self.probabilities(rows[i:i + per_run]) for i in range(0, len(rows), per_run)])
+        probs = self.grouped_probabilities(rows, max_batch_tokens)  # equal lengths: one cut every cap // n rows
         log_odds = _log_odds(probs)
         words = []
         for i, (start, end) in enumerate(encoding.offsets):

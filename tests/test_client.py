@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sentiment_client import (
     SentimentClient,
 )
 from tests.conftest import pick_free_port
+from tests.test_load import metric
 from tests.test_server_process import launch, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -36,9 +38,7 @@ def server(tiny_model_dir: Path) -> Iterator[str]:
 
 
 def rejected(base: str) -> float:
-    metrics = httpx.get(f"{base}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-               if line.startswith('sentiment_rejected_requests_total{reason="queue_full"}'))
+    return metric(base, 'sentiment_rejected_requests_total{reason="queue_full"}')
 
 
 def test_predict_splits_by_the_server_limit_and_keeps_order(server: str) -> None:
@@ -98,7 +98,7 @@ def test_retry_budget_ends_in_a_typed_error(tiny_model_dir: Path) -> None:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
-                asyncio.run(asyncio.sleep(0.05))
+                time.sleep(0.05)
         with SentimentClient(base, max_retries=2, max_retry_wait=5) as client, pytest.raises(OverloadedError) as e:
             client.predict_one("hello")
         assert e.value.status == 503 and e.value.code == "not_ready"

@@ -6,8 +6,6 @@ refuses to start with a one-line reason instead of falling back to the CPU.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -18,6 +16,7 @@ from service.app import create_app
 from service.config import Settings
 from service.predictor import CUDA_PROVIDER, Predictor
 from tests.conftest import SHIPPED_MODEL
+from tests.test_api import wait_until_ready
 
 pytestmark = pytest.mark.skipif(CUDA_PROVIDER not in ort.get_available_providers(),
                                 reason="this onnxruntime has no CUDA provider (install the 'gpu' extra on a GPU host)")
@@ -48,10 +47,7 @@ def test_cuda_scores_match_cpu(reviews: list[str], batch_size: int) -> None:
 
 def test_service_runs_on_cuda(reviews: list[str]) -> None:
     with TestClient(create_app(Settings(model_dir=SHIPPED_MODEL, provider="cuda"))) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until_ready(client, timeout=60)
         assert client.get("/model").json()["provider"] == CUDA_PROVIDER
         response = client.post("/predict", json={"texts": reviews[:64]})
         assert response.status_code == 200

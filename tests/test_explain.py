@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,15 +11,13 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import SHIPPED_MODEL
+from tests.test_api import wait_until_ready
 
 
 def ready_client(**overrides: Any) -> TestClient:
     client = TestClient(create_app(Settings(model_dir=SHIPPED_MODEL, **overrides)), raise_server_exceptions=False)
     client.__enter__()
-    deadline = time.monotonic() + 30
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until_ready(client)
     return client
 
 
