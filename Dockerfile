@@ -6,6 +6,7 @@ ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
 COPY pyproject.toml README.md /src/
+COPY model_runtime /src/model_runtime
 COPY service /src/service
 COPY docker/install-app.sh /usr/local/bin/install-app.sh
 RUN install-app.sh serve,cpu
@@ -13,11 +14,11 @@ RUN install-app.sh serve,cpu
 FROM ${BASE_IMAGE} AS runtime
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
-COPY models/imdb-bilstm /app/models/imdb-bilstm
+COPY models/sentiment-bilstm /app/models/sentiment-bilstm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SENTIMENT_MODEL_DIR=/app/models/imdb-bilstm \
+    SENTIMENT_MODEL_DIR=/app/models/sentiment-bilstm \
     SENTIMENT_PROVIDER=cpu \
     SENTIMENT_HOST=0.0.0.0 \
     SENTIMENT_PORT=8000 \

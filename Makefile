@@ -16,5 +16,8 @@ bench:            ## ceiling + service over HTTP + PyTorch baseline -> bench/res
 	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk
 	.venv/bin/python -m bench.run
 
-lint:
-	.venv/bin/ruff check training service tests bench
+lint:            ## the quality gates the test command runs first
+	.venv/bin/ruff check model_runtime service training sentiment_client bench tests
+	.venv/bin/ruff format --check model_runtime service training sentiment_client bench tests
+	.venv/bin/mypy
+	.venv/bin/lint-imports

@@ -1,7 +1,7 @@
 """Baseline: the same network served the way tutorials do it: PyTorch eager mode behind a plain FastAPI
 endpoint, one text per forward pass, no batching, no ONNX.
 
-    python -m bench.baseline_server --model-dir models/imdb-bilstm --port 8100
+    python -m bench.baseline_server --model-dir models/sentiment-bilstm --port 8100
 
 The PyTorch model is rebuilt from model.onnx's weights (the inverse of training/export.py), so both
 servers compute the same function; the startup check below proves it on a few texts.
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from onnx import numpy_helper
 from pydantic import BaseModel
 
-from service.predictor import Predictor
+from model_runtime import Predictor
 from training.export import _TORCH_TO_ONNX_GATES
 from training.model import BiLSTMClassifier, ModelConfig
 
@@ -27,15 +27,22 @@ from training.model import BiLSTMClassifier, ModelConfig
 def torch_model_from_onnx(predictor: Predictor) -> BiLSTMClassifier:
     graph = onnx.load(predictor.model_dir / "model.onnx").graph
     weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    arch = predictor.card["architecture"]
-    model = BiLSTMClassifier(ModelConfig(vocab_size=arch["vocab_size"], num_classes=len(predictor.labels),
-                                         embedding_dim=arch["embedding_dim"], hidden_size=arch["hidden_size"],
-                                         num_layers=arch["num_layers"], dropout=0.0)).eval()
+    arch = predictor.card.architecture
+    model = BiLSTMClassifier(
+        ModelConfig(
+            vocab_size=arch["vocab_size"],
+            num_classes=len(predictor.labels),
+            embedding_dim=arch["embedding_dim"],
+            hidden_size=arch["hidden_size"],
+            num_layers=arch["num_layers"],
+            dropout=0.0,
+        )
+    ).eval()
     hidden = arch["hidden_size"]
     onnx_to_torch = np.argsort(_TORCH_TO_ONNX_GATES)
 
     def torch_gates(w: np.ndarray) -> torch.Tensor:
-        blocks = [w[g * hidden:(g + 1) * hidden] for g in range(4)]
+        blocks = [w[g * hidden : (g + 1) * hidden] for g in range(4)]
         return torch.from_numpy(np.concatenate([blocks[i] for i in onnx_to_torch]))
 
     with torch.no_grad():
@@ -46,7 +53,7 @@ def torch_model_from_onnx(predictor: Predictor) -> BiLSTMClassifier:
                 getattr(model.lstm, f"weight_hh_l{layer}{suffix}").copy_(torch_gates(weights[f"R{layer}"][d]))
                 bias = weights[f"B{layer}"][d]
                 getattr(model.lstm, f"bias_ih_l{layer}{suffix}").copy_(torch_gates(bias[: 4 * hidden]))
-                getattr(model.lstm, f"bias_hh_l{layer}{suffix}").copy_(torch_gates(bias[4 * hidden:]))
+                getattr(model.lstm, f"bias_hh_l{layer}{suffix}").copy_(torch_gates(bias[4 * hidden :]))
         model.head.weight.copy_(torch.from_numpy(weights["head_w"]))
         model.head.bias.copy_(torch.from_numpy(weights["head_b"]))
     return model
@@ -81,9 +88,15 @@ def create_app(model_dir: str, threads: int) -> FastAPI:
             with torch.no_grad():
                 probs = torch.softmax(model(torch.tensor([ids]), torch.tensor([len(ids)])), dim=1)[0].tolist()
             best = int(np.argmax(probs))
-            out.append({"label": labels[best], "score": probs[best],
-                        "probabilities": dict(zip(labels, probs, strict=True)),
-                        "tokens": len(encoding.ids), "truncated": bool(encoding.overflowing)})
+            out.append(
+                {
+                    "label": labels[best],
+                    "score": probs[best],
+                    "probabilities": dict(zip(labels, probs, strict=True)),
+                    "tokens": len(encoding.ids),
+                    "truncated": bool(encoding.overflowing),
+                }
+            )
         return {"predictions": out}
 
     @app.get("/readyz")
@@ -95,7 +108,7 @@ def create_app(model_dir: str, threads: int) -> FastAPI:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model-dir", default="models/imdb-bilstm")
+    parser.add_argument("--model-dir", default="models/sentiment-bilstm")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

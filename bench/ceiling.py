@@ -1,6 +1,6 @@
 """In-process ceiling: tokenize + ONNX Runtime inference of the test reviews, no HTTP.
 
-    python -m bench.ceiling [--model-dir models/imdb-bilstm] [--texts 1000] [--repeats 3]
+    python -m bench.ceiling [--model-dir models/sentiment-bilstm] [--texts 1000] [--repeats 3]
 
 Prints (and returns) reviews/s per batch size and thread count, and the single-short-text latency.
 """
@@ -15,29 +15,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.predictor import CARD_FILE, Predictor
-from training.evaluate import test_split_of
+from model_runtime import Predictor, read_card
+from training.sources import split_from_record
 
 SHORT_TEXT = "A wonderful film, I loved it."
 
 
 def test_reviews(model_dir: Path, count: int) -> list[str]:
-    """``count`` reviews spread evenly over the model's test split (repeated in turn if it has fewer)."""
-    examples = test_split_of(json.loads((model_dir / CARD_FILE).read_text()))
+    """``count`` IMDB reviews spread evenly over the model's test split (repeated in turn if it has fewer):
+    the same texts for every model trained beside the IMDB split, so their throughputs compare."""
+    examples = [ex for ex in split_from_record(read_card(model_dir).data).test if ex.source in ("imdb", "")]
     step = max(1, len(examples) // count)
     texts = [ex.text for ex in examples[::step]]
     return [texts[i % len(texts)] for i in range(count)]
 
 
-def throughput(predictor: Predictor, texts: list[str], batch_size: int, repeats: int,
-               max_batch_tokens: int | None, workers: int = 1) -> float:
+def throughput(
+    predictor: Predictor,
+    texts: list[str],
+    batch_size: int,
+    repeats: int,
+    max_batch_tokens: int | None,
+    workers: int = 1,
+) -> float:
     """Median reviews/s over ``repeats`` passes. Texts arrive in test-split order, ``batch_size`` at a time
     (as requests would); inside a batch the predictor groups them by length, as the service does.
     ``workers`` threads share the texts and call the same session concurrently."""
 
     def score(share: list[str]) -> None:
         for i in range(0, len(share), batch_size):
-            predictor.predict(share[i:i + batch_size], max_batch_tokens=max_batch_tokens)
+            predictor.predict(share[i : i + batch_size], max_batch_tokens=max_batch_tokens)
 
     rates = []
     for _ in range(repeats):
@@ -62,12 +69,23 @@ def single_latency_ms(predictor: Predictor, runs: int = 300) -> float:
     return statistics.median(samples)
 
 
-def measure(model_dir: Path, count: int, repeats: int, batch_sizes: list[int], setups: list[tuple[int, int]],
-            provider: str = "cpu", max_batch_tokens: int | None = 4096) -> dict[str, Any]:
+def measure(
+    model_dir: Path,
+    count: int,
+    repeats: int,
+    batch_sizes: list[int],
+    setups: list[tuple[int, int]],
+    provider: str = "cpu",
+    max_batch_tokens: int | None = 4096,
+) -> dict[str, Any]:
     """``setups``: (workers, onnxruntime threads per run) pairs to try."""
     texts = test_reviews(model_dir, count)
-    results: dict[str, Any] = {"texts": len(texts), "provider": provider, "max_batch_tokens": max_batch_tokens,
-                               "runs": []}
+    results: dict[str, Any] = {
+        "texts": len(texts),
+        "provider": provider,
+        "max_batch_tokens": max_batch_tokens,
+        "runs": [],
+    }
     for workers, n_threads in setups:
         predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=n_threads)  # type: ignore[arg-type]
         predictor.warm_up()
@@ -78,10 +96,18 @@ def measure(model_dir: Path, count: int, repeats: int, batch_sizes: list[int], s
             print(f"threads {n_threads}  single short text p50 {latency:.2f} ms", flush=True)
         for batch_size in batch_sizes:
             rate = throughput(predictor, texts, batch_size, repeats, max_batch_tokens, workers)
-            results["runs"].append({"setup": setup, "workers": workers, "threads": n_threads,
-                                    "batch_size": batch_size, "reviews_per_s": rate})
-            print(f"{workers} worker(s) x {n_threads} thread(s)  batch {batch_size:4d}  {rate:8.1f} reviews/s",
-                  flush=True)
+            results["runs"].append(
+                {
+                    "setup": setup,
+                    "workers": workers,
+                    "threads": n_threads,
+                    "batch_size": batch_size,
+                    "reviews_per_s": rate,
+                }
+            )
+            print(
+                f"{workers} worker(s) x {n_threads} thread(s)  batch {batch_size:4d}  {rate:8.1f} reviews/s", flush=True
+            )
     best = max(results["runs"], key=lambda r: r["reviews_per_s"])
     results["best"] = best
     return results
@@ -89,7 +115,7 @@ def measure(model_dir: Path, count: int, repeats: int, batch_sizes: list[int], s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=Path("models/imdb-bilstm"))
+    parser.add_argument("--model-dir", type=Path, default=Path("models/sentiment-bilstm"))
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,8,32,64,128")
@@ -98,9 +124,15 @@ def main() -> None:
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    results = measure(args.model_dir, args.texts, args.repeats, [int(b) for b in args.batch_sizes.split(",")],
-                      [tuple(map(int, s.split("x"))) for s in args.setups.split(",")],  # type: ignore[misc]
-                      args.provider, args.max_batch_tokens or None)
+    results = measure(
+        args.model_dir,
+        args.texts,
+        args.repeats,
+        [int(b) for b in args.batch_sizes.split(",")],
+        [tuple(map(int, s.split("x"))) for s in args.setups.split(",")],  # type: ignore[misc]
+        args.provider,
+        args.max_batch_tokens or None,
+    )
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))
 

@@ -22,8 +22,8 @@ def thread_times(pid: int) -> dict[str, tuple[str, int]]:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
         except FileNotFoundError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
         times[tid] = (name, int(fields[11]) + int(fields[12]))
     return times
 

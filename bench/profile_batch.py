@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.ceiling import test_reviews
-from service.predictor import Predictor, pad_ids, session_options
+from model_runtime import Predictor, pad_ids, session_options
 
 
 def median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -32,7 +32,7 @@ def median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=Path("models/imdb-bilstm"))
+    parser.add_argument("--model-dir", type=Path, default=Path("models/sentiment-bilstm"))
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
@@ -51,7 +51,7 @@ def main() -> None:
         "token-id lists": lambda: [e.ids for e in encodings],
         "pad to (B, T)": lambda: pad_ids(ids),
         "model run": lambda: predictor.session.run(None, {"input_ids": batch, "lengths": lengths}),
-        "predictions": lambda: [predictor._prediction(p, e) for p, e in zip(probs.tolist(), encodings, strict=True)],
+        "predictions": lambda: [predictor.prediction(p, e) for p, e in zip(probs.tolist(), encodings, strict=True)],
         "whole predict()": lambda: predictor.predict(texts),
     }
     print(f"batch of {len(texts)} test reviews, {batch.shape[1]} steps, provider {predictor.provider}")

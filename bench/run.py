@@ -2,7 +2,7 @@
 with the same load generator (wrk, a separate process) in the same run. Writes bench/results/latest.json,
 latest.md and latest.png.
 
-    python -m bench.run [--duration 6] [--repeats 3] [--model-dir models/imdb-bilstm]
+    python -m bench.run [--duration 6] [--repeats 3] [--model-dir models/sentiment-bilstm]
     python -m bench.run --provider cuda --skip-baseline     # on a GPU host: writes cuda-latest.*
 
 Each HTTP figure is the median of ``--repeats`` runs of ``--duration`` seconds; compare only figures from
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from bench.ceiling import SHORT_TEXT, measure, test_reviews, throughput
-from service.predictor import Predictor
+from model_runtime import Predictor
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -50,12 +50,21 @@ class Profile:
 
 
 PROFILES = {
-    "cpu": Profile([1, 8, 32, 64, 128], [(1, 1), (1, 2), (2, 1)], 4096,
-                   {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY}),
+    "cpu": Profile(
+        [1, 8, 32, 64, 128],
+        [(1, 1), (1, 2), (2, 1)],
+        4096,
+        {"short": (1,), "single": CONCURRENCY, "batch32": CONCURRENCY},
+    ),
     # On a GPU, server-side batching decides everything: big batches, one length group per batch.
-    "cuda": Profile([64, 256, 1024, 4096], [(1, 1), (2, 1), (4, 1)], None,
-                    {"short": (1,), "single": (64, 256), "batch64": (8, 32, 64, 128)},
-                    {"SENTIMENT_MAX_BATCH_SIZE": "1024", "SENTIMENT_MAX_BATCH_TOKENS": "0"}, "cuda-latest"),
+    "cuda": Profile(
+        [64, 256, 1024, 4096],
+        [(1, 1), (2, 1), (4, 1)],
+        None,
+        {"short": (1,), "single": (64, 256), "batch64": (8, 32, 64, 128)},
+        {"SENTIMENT_MAX_BATCH_SIZE": "1024", "SENTIMENT_MAX_BATCH_TOKENS": "0"},
+        "cuda-latest",
+    ),
 }
 
 
@@ -69,13 +78,15 @@ def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
     """One file of request bodies (one JSON per line) per workload."""
     files = {}
     for name, texts in WORKLOADS.items():
+        lines: list[dict[str, str | list[str]]]
         if name == "short":
             lines = [{"text": SHORT_TEXT}]
         elif texts == 1:
             lines = [{"text": r} for r in reviews]
         else:
-            lines = [{"texts": [reviews[(i + j) % len(reviews)] for j in range(texts)]}
-                     for i in range(0, len(reviews), 7)]
+            lines = [
+                {"texts": [reviews[(i + j) % len(reviews)] for j in range(texts)]} for i in range(0, len(reviews), 7)
+            ]
         files[name] = folder / f"{name}.jsonl"
         files[name].write_text("".join(json.dumps(line) + "\n" for line in lines))
     return files
@@ -83,8 +94,7 @@ def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
 
 def start(cmd: list[str], env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen[bytes]:
     with open(log or os.devnull, "ab") as stderr:
-        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                   stderr=stderr)
+        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr)
     started = time.monotonic()
     while time.monotonic() - started < 60:
         try:
@@ -99,9 +109,15 @@ def start(cmd: list[str], env: dict[str, str], port: int, log: Path | None = Non
 
 def service_env(args: argparse.Namespace, port: int) -> dict[str, str]:
     """The service's settings for a run: the provider's, quiet logs, a queue that never refuses, plus --env."""
-    return {"SENTIMENT_MODEL_DIR": str(args.model_dir), "SENTIMENT_PORT": str(port),
-            "SENTIMENT_PROVIDER": args.provider, "SENTIMENT_LOG_LEVEL": "warning", "SENTIMENT_MAX_QUEUE": "100000",
-            **PROFILES[args.provider].env, **dict(item.split("=", 1) for item in args.env)}
+    return {
+        "SENTIMENT_MODEL_DIR": str(args.model_dir),
+        "SENTIMENT_PORT": str(port),
+        "SENTIMENT_PROVIDER": args.provider,
+        "SENTIMENT_LOG_LEVEL": "warning",
+        "SENTIMENT_MAX_QUEUE": "100000",
+        **PROFILES[args.provider].env,
+        **dict(item.split("=", 1) for item in args.env),
+    }
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -115,15 +131,35 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
     threads = min(2, concurrency)
-    command = ["wrk", "-s", str(ROOT / "bench" / "wrk_predict.lua"), "-c", str(concurrency), "-t", str(threads),
-               "-d", f"{round(duration)}s", "--timeout", "30s", f"http://127.0.0.1:{port}", "--", str(bodies)]
+    command = [
+        "wrk",
+        "-s",
+        str(ROOT / "bench" / "wrk_predict.lua"),
+        "-c",
+        str(concurrency),
+        "-t",
+        str(threads),
+        "-d",
+        f"{round(duration)}s",
+        "--timeout",
+        "30s",
+        f"http://127.0.0.1:{port}",
+        "--",
+        str(bodies),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
-def measure_server(port: int, files: dict[str, Path], duration: float, repeats: int,
-                   workloads: dict[str, tuple[int, ...]],
-                   probe: Callable[[], float] | None = None) -> list[dict[str, Any]]:
+def measure_server(
+    port: int,
+    files: dict[str, Path],
+    duration: float,
+    repeats: int,
+    workloads: dict[str, tuple[int, ...]],
+    probe: Callable[[], float] | None = None,
+) -> list[dict[str, Any]]:
     """wrk figures per workload and concurrency, and the mean model batch from the service's /metrics.
     ``probe`` (the in-process ceiling's
     best set-up, one pass) runs right after each wrk run, so every row has a ceiling measured under the
@@ -143,7 +179,9 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
             ok = [sum(v for k, v in r["statuses"].items() if k == "200") for r in runs]
             rates = [o * texts / (r["duration_us"] / 1e6) for o, r in zip(ok, runs, strict=True)]
             row = {
-                "workload": name, "texts_per_request": texts, "concurrency": concurrency,
+                "workload": name,
+                "texts_per_request": texts,
+                "concurrency": concurrency,
                 "reviews_per_s": statistics.median(rates),
                 "p50_ms": statistics.median(r["p50_us"] for r in runs) / 1000,
                 "p95_ms": statistics.median(r["p95_us"] for r in runs) / 1000,
@@ -151,19 +189,26 @@ def measure_server(port: int, files: dict[str, Path], duration: float, repeats: 
                 "requests": sum(r["requests"] for r in runs),
                 "errors": sum(r["requests"] for r in runs) - sum(ok) + sum(r["socket_errors"] for r in runs),
                 "statuses": [r["statuses"] for r in runs],
-                "mean_server_batch": ((batches_after[1] - batches_before[1]) / (batches_after[0] - batches_before[0])
-                                      if batches_after[0] > batches_before[0] else None),
+                "mean_server_batch": (
+                    (batches_after[1] - batches_before[1]) / (batches_after[0] - batches_before[0])
+                    if batches_after[0] > batches_before[0]
+                    else None
+                ),
                 "ceiling_nearby": statistics.median(nearby) if nearby else None,
             }
             rows.append(row)
-            print(f"  {name:8s} c={concurrency:3d}  {row['reviews_per_s']:8.1f} reviews/s  p50 {row['p50_ms']:7.2f} ms"
-                  f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}  mean model batch "
-                  f"{row['mean_server_batch'] or float('nan'):.1f}", flush=True)
+            print(
+                f"  {name:8s} c={concurrency:3d}  {row['reviews_per_s']:8.1f} reviews/s  p50 {row['p50_ms']:7.2f} ms"
+                f"  p99 {row['p99_ms']:8.2f} ms  errors {row['errors']}  mean model batch "
+                f"{row['mean_server_batch'] or float('nan'):.1f}",
+                flush=True,
+            )
     return rows
 
 
-def ceiling_probe(args: argparse.Namespace, profile: Profile, best: dict[str, Any],
-                  texts: list[str]) -> Callable[[], float]:
+def ceiling_probe(
+    args: argparse.Namespace, profile: Profile, best: dict[str, Any], texts: list[str]
+) -> Callable[[], float]:
     """One pass of the ceiling's best set-up (reviews/s), to run between the HTTP measurements."""
     predictor = Predictor.load(args.model_dir, provider=args.provider, intra_op_threads=best["threads"])
     predictor.warm_up()
@@ -207,13 +252,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--texts", type=int, default=1000, help="test reviews used by the ceiling and the load")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--only", default="", help="e.g. single:64,batch32:64 (tuning runs; no ceiling, "
-                        "no baseline, results not written to latest.*)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="e.g. single:64,batch32:64 (tuning runs; no ceiling, no baseline, results not written to latest.*)",
+    )
     parser.add_argument("--env", action="append", default=[], help="extra SENTIMENT_*=value for the service")
     parser.add_argument("--server-log", type=Path, default=None, help="append the service's log to this file")
     parser.add_argument("--tune-log", type=Path, default=None, help="with --only: append each row as a JSON line")
-    parser.add_argument("--provider", default="cpu", choices=sorted(PROFILES), help="onnxruntime provider; "
-                        "cuda measures the GPU profile (big batches) and writes cuda-latest.*")
+    parser.add_argument(
+        "--provider",
+        default="cpu",
+        choices=sorted(PROFILES),
+        help="onnxruntime provider; cuda measures the GPU profile (big batches) and writes cuda-latest.*",
+    )
     args = parser.parse_args()
     profile = PROFILES[args.provider]
     if shutil.which("wrk") is None:
@@ -223,12 +275,18 @@ def main() -> None:
         return
 
     print("ceiling (in-process onnxruntime, tokenize + infer):", flush=True)
-    ceiling = measure(args.model_dir, args.texts, 3, profile.batch_sizes, profile.setups, args.provider,
-                      profile.max_batch_tokens)
+    ceiling = measure(
+        args.model_dir, args.texts, 3, profile.batch_sizes, profile.setups, args.provider, profile.max_batch_tokens
+    )
     reviews = test_reviews(args.model_dir, args.texts)
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(),
-                               "provider": args.provider, "duration_s": args.duration, "repeats": args.repeats,
-                               "ceiling": ceiling}
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "provider": args.provider,
+        "duration_s": args.duration,
+        "repeats": args.repeats,
+        "ceiling": ceiling,
+    }
     workloads = profile.workloads
     with tempfile.TemporaryDirectory() as tmp:
         files = write_bodies(reviews, Path(tmp))
@@ -240,16 +298,33 @@ def main() -> None:
         results["service_settings"] = {k: v for k, v in env.items() if k not in {"SENTIMENT_PORT"}}
         print(f"service over HTTP (ready in {results['service_start_to_ready_s']:.2f} s):", flush=True)
         try:
-            results["service"] = measure_server(port, files, args.duration, args.repeats, workloads,
-                                                ceiling_probe(args, profile, ceiling["best"], reviews))
+            results["service"] = measure_server(
+                port,
+                files,
+                args.duration,
+                args.repeats,
+                workloads,
+                ceiling_probe(args, profile, ceiling["best"], reviews),
+            )
             results["service_rss_mb_after_load"] = rss_mb(service.pid)
         finally:
             stop(service)
         if not args.skip_baseline:
             port = free_port()
             print("baseline (PyTorch eager, plain FastAPI, one text per forward):", flush=True)
-            baseline = start([sys.executable, "-m", "bench.baseline_server", "--model-dir", str(args.model_dir),
-                              "--port", str(port)], {}, port)
+            baseline = start(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.baseline_server",
+                    "--model-dir",
+                    str(args.model_dir),
+                    "--port",
+                    str(port),
+                ],
+                {},
+                port,
+            )
             try:
                 results["baseline"] = measure_server(port, files, args.duration, args.repeats, workloads)
             finally:
@@ -292,14 +367,19 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for r in results["service"]:
         b = baseline.get((r["workload"], r["concurrency"]))
-        rows.append({"workload": r["workload"], "concurrency": r["concurrency"],
-                     "service_over_ceiling": r["reviews_per_s"] / best,
-                     "service_over_nearby_ceiling": (r["reviews_per_s"] / r["ceiling_nearby"]
-                                                     if r.get("ceiling_nearby") else None),
-                     # None where the baseline finished no request within the run's duration
-                     "service_over_baseline": r["reviews_per_s"] / b["reviews_per_s"] if b and b["reviews_per_s"]
-                     else None,
-                     "p99_over_p50": r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else None})
+        rows.append(
+            {
+                "workload": r["workload"],
+                "concurrency": r["concurrency"],
+                "service_over_ceiling": r["reviews_per_s"] / best,
+                "service_over_nearby_ceiling": (
+                    r["reviews_per_s"] / r["ceiling_nearby"] if r.get("ceiling_nearby") else None
+                ),
+                # None where the baseline finished no request within the run's duration
+                "service_over_baseline": r["reviews_per_s"] / b["reviews_per_s"] if b and b["reviews_per_s"] else None,
+                "p99_over_p50": r["p99_ms"] / r["p50_ms"] if r["p50_ms"] else None,
+            }
+        )
     return rows
 
 
@@ -314,21 +394,26 @@ def markdown(results: dict[str, Any]) -> str:
         f"worker thread(s) x {c['best']['threads']} onnxruntime thread(s)); single short text p50 "
         f"{min(c['single_short_text_ms'].values()):.2f} ms.",
         "",
-        "| workers x threads | " + " | ".join(f"batch {b}" for b in sorted({r['batch_size'] for r in c['runs']}))
+        "| workers x threads | "
+        + " | ".join(f"batch {b}" for b in sorted({r["batch_size"] for r in c["runs"]}))
         + " |",
-        "|---|" + "---|" * len({r['batch_size'] for r in c['runs']}),
+        "|---|" + "---|" * len({r["batch_size"] for r in c["runs"]}),
     ]
     for setup in dict.fromkeys(r["setup"] for r in c["runs"]):
         rates = [f"{r['reviews_per_s']:.0f}" for r in c["runs"] if r["setup"] == setup]
         lines.append(f"| {setup} | " + " | ".join(rates) + " |")
     baseline = {(r["workload"], r["concurrency"]): r for r in results.get("baseline", [])}
     ratio = {(r["workload"], r["concurrency"]): r for r in results["ratios"]}
-    lines += ["", "÷ ceiling: over the best ceiling above; ÷ ceiling nearby: over the same set-up measured "
-                  "in process right after each of the row's wrk runs (median), i.e. under the same machine "
-                  "conditions.",
-              "", "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | mean model "
-                  "batch | ÷ ceiling | ÷ ceiling nearby | baseline reviews/s | baseline p50 ms | service ÷ baseline |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "÷ ceiling: over the best ceiling above; ÷ ceiling nearby: over the same set-up measured "
+        "in process right after each of the row's wrk runs (median), i.e. under the same machine "
+        "conditions.",
+        "",
+        "| workload | concurrency | service reviews/s | p50 ms | p95 ms | p99 ms | errors | mean model "
+        "batch | ÷ ceiling | ÷ ceiling nearby | baseline reviews/s | baseline p50 ms | service ÷ baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["service"]:
         key = (r["workload"], r["concurrency"])
         b, q = baseline.get(key), ratio[key]
@@ -338,14 +423,25 @@ def markdown(results: dict[str, Any]) -> str:
             f"{r['p99_ms']:.1f} | {r['errors']} | "
             + (f"{r['mean_server_batch']:.1f} | " if r.get("mean_server_batch") else "– | ")
             + f"{q['service_over_ceiling']:.2f} | "
-            + (f"{q['service_over_nearby_ceiling']:.2f} ({r['ceiling_nearby']:.0f}) | "
-               if q.get("service_over_nearby_ceiling") else "– | ")
-            + (f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |"
-               if b and b["reviews_per_s"] else
-               f"0 (no request finished in {results['duration_s']:.0f} s) | > {results['duration_s'] * 1000:.0f} | ∞ |"
-               if b else "– | – | – |"))
-    lines += ["", f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
-                  f"the load: {results['service_rss_mb_after_load']:.0f} MB.", ""]
+            + (
+                f"{q['service_over_nearby_ceiling']:.2f} ({r['ceiling_nearby']:.0f}) | "
+                if q.get("service_over_nearby_ceiling")
+                else "– | "
+            )
+            + (
+                f"{b['reviews_per_s']:.0f} | {b['p50_ms']:.1f} | {q['service_over_baseline']:.2f} |"
+                if b and b["reviews_per_s"]
+                else f"0 (none finished in {results['duration_s']:.0f} s) | > {results['duration_s'] * 1000:.0f} | ∞ |"
+                if b
+                else "– | – | – |"
+            )
+        )
+    lines += [
+        "",
+        f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
+        f"the load: {results['service_rss_mb_after_load']:.0f} MB.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -361,8 +457,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
             # rows where no request finished within the run have no latency to plot
             rows = [r for r in results.get(server, []) if r["workload"] == workload and r["reviews_per_s"]]
             if rows:
-                ax.plot([r["reviews_per_s"] for r in rows], [r["p50_ms"] for r in rows], style,
-                        label=f"{server}, {workload}")
+                ax.plot(
+                    [r["reviews_per_s"] for r in rows],
+                    [r["p50_ms"] for r in rows],
+                    style,
+                    label=f"{server}, {workload}",
+                )
                 for r in rows:
                     ax.annotate(f"c={r['concurrency']}", (r["reviews_per_s"], r["p50_ms"]), fontsize=7)
     ax.axvline(results["ceiling"]["best"]["reviews_per_s"], color="grey", ls=":", label="in-process ceiling")

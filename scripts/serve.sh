@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the service on the shipped model (models/imdb-bilstm) at http://127.0.0.1:8000.
+# Starts the service on the shipped model (models/sentiment-bilstm) at http://127.0.0.1:8000.
 # Uses its own virtual environment with the serving dependencies only (no torch).
 # Any SENTIMENT_* variable set in the environment is honoured (see README).
 set -euo pipefail

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: creates .venv, installs everything it needs, runs pytest.
+# Runs the whole test suite on a fresh machine: creates .venv, installs everything it needs, runs the quality
+# gates (ruff, ruff format, mypy --strict, import-linter), then pytest.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k api).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu,train,dev]"
+
+# Quality gates, before any test: lint, formatting, strict types, and the import rules between layers.
+PACKAGES="model_runtime service training sentiment_client bench tests"
+.venv/bin/ruff check $PACKAGES
+.venv/bin/ruff format --check $PACKAGES
+.venv/bin/mypy
+.venv/bin/lint-imports
 
 exec .venv/bin/python -m pytest "$@"

@@ -1,7 +1,7 @@
 """Score a file of texts: CSV, JSON Lines or plain text (one text per line), from a path or stdin.
 
     python -m sentiment_client reviews.csv -o scored.csv --server http://localhost:8000
-    python -m sentiment_client reviews.jsonl --model-dir models/imdb-bilstm     # in process, no server
+    python -m sentiment_client reviews.jsonl --model-dir models/sentiment-bilstm     # in process, no server
     cat reviews.txt | python -m sentiment_client - --format text > scored.csv
 
 The output holds every input row (all its columns or fields) plus ``label`` and ``score``; plain text
@@ -28,7 +28,6 @@ from tqdm import tqdm
 from sentiment_client import InvalidInputError, Prediction, SentimentClient, SentimentError
 
 Scorer = Callable[[list[str]], list[Prediction]]
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "imdb-bilstm"
 
 
 @dataclass
@@ -47,10 +46,12 @@ def read_rows(stream: IO[str], fmt: str, field: str) -> Iterator[Row]:
     if fmt == "csv":
         reader = csv.DictReader(stream)
         if reader.fieldnames is not None and field not in reader.fieldnames:
-            raise SystemExit(f"error: the CSV has no column {field!r} (columns: {', '.join(reader.fieldnames)}); "
-                             "choose one with --text-field")
+            raise SystemExit(
+                f"error: the CSV has no column {field!r} (columns: {', '.join(reader.fieldnames)}); "
+                "choose one with --text-field"
+            )
         for record in reader:
-            extra = record.pop(None, None)  # type: ignore[call-overload]  # cells beyond the header
+            extra = record.pop(None, None)  # cells beyond the header come under the key None
             text = record.get(field)
             if extra:
                 yield Row(reader.line_num, record, None, f"{len(extra)} more cells than the header has columns")
@@ -124,13 +125,22 @@ def make_scorer(args: argparse.Namespace) -> tuple[Scorer, Callable[[], None]]:
     if args.server:
         client = SentimentClient(args.server, api_key=args.api_key, timeout=args.timeout)
         return client.predict, client.close
-    from service.predictor import ModelLoadError, Predictor  # in process: needs the 'cpu' or 'gpu' extra
+    # In process: needs the model runtime (the 'cpu' or 'gpu' extra); --server needs only httpx.
+    from model_runtime import ModelLoadError, Predictor
+    from model_runtime.contract import SHIPPED_MODEL_DIR
 
     try:
-        predictor = Predictor.load(args.model_dir, provider=args.provider)
+        predictor = Predictor.load(args.model_dir or SHIPPED_MODEL_DIR, provider=args.provider)
     except ModelLoadError as exc:
         raise SystemExit(f"error: {exc}") from None
-    return (lambda texts: predictor.predict(texts, max_batch_tokens=4096)), (lambda: None)
+
+    def score(texts: list[str]) -> list[Prediction]:
+        return [
+            Prediction(p.label, p.score, p.probabilities, p.tokens, p.truncated)
+            for p in predictor.predict(texts, max_batch_tokens=4096)
+        ]
+
+    return score, (lambda: None)
 
 
 def guess_format(path: str) -> str:
@@ -139,19 +149,28 @@ def guess_format(path: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sentiment_client", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment_client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", help="a CSV, JSONL or text file, or - for stdin")
     parser.add_argument("-o", "--output", help="where to write (default: stdout)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--server", help="score through a running service at this URL")
-    where.add_argument("--model-dir", type=Path, default=SHIPPED_MODEL,
-                       help="score in process with this model directory (default, when --server is not given)")
+    where.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="score in process with this model directory (default, when --server is not given)",
+    )
     parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="in process only")
     parser.add_argument("--api-key", help="with --server, when the service needs one")
     parser.add_argument("--timeout", type=float, default=60.0, help="with --server: seconds per request")
-    parser.add_argument("--format", choices=["auto", "csv", "jsonl", "text"], default="auto",
-                        help="input format (auto: from the file name; stdin is text unless given)")
+    parser.add_argument(
+        "--format",
+        choices=["auto", "csv", "jsonl", "text"],
+        default="auto",
+        help="input format (auto: from the file name; stdin is text unless given)",
+    )
     parser.add_argument("--text-field", default="text", help="CSV column or JSON field that holds the text")
     parser.add_argument("--batch-size", type=int, default=64, help="rows per request or model call")
     parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
@@ -194,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def flush(chunk: list[Row], score: Scorer, writer: Writer, on_error: str, scored: int, skipped: int,
-          progress: tqdm[Any]) -> tuple[int, int]:
+def flush(
+    chunk: list[Row], score: Scorer, writer: Writer, on_error: str, scored: int, skipped: int, progress: tqdm[Any]
+) -> tuple[int, int]:
     if not chunk:
         return scored, skipped
     for row, result in score_chunk(chunk, score):

@@ -12,10 +12,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from service.app import create_app, load_predictor
+from model_runtime import ModelLoadError
+from service.app import create_app
 from service.config import Settings
+from service.engine import load_model
 from service.logs import configure_logging
-from service.predictor import ModelLoadError
 
 log = logging.getLogger("service")
 
@@ -48,14 +49,20 @@ def main() -> int:
         # Load (and check) the model before listening: a bad model directory never gives a half-alive server.
         # With several processes each loads its own copy; this one only checks the directory, on the CPU, so
         # that the supervising process holds no GPU memory.
-        predictor = load_predictor(settings.model_copy(update={"provider": "cpu"}) if several else settings)
+        predictor = load_model(settings.model_copy(update={"provider": "cpu"}) if several else settings)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
-    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                               "access_log": False, "timeout_graceful_shutdown": settings.shutdown_grace_s,
-                               "server_header": False, "lifespan": "on"}
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
+        "server_header": False,
+        "lifespan": "on",
+    }
     if several:
         # uvicorn's supervisor: the processes share the listening socket, one that dies is replaced, SIGTERM
         # drains them all (each finishes its accepted requests, then its queue). Their metrics meet in one
@@ -63,8 +70,7 @@ def main() -> int:
         del predictor
         with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes,
-                        **options)
+            uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes, **options)
         return 0
     app = create_app(settings, predictor=predictor)
     server = DrainingServer(uvicorn.Config(app, **options), on_exit=app.state.service.begin_draining)

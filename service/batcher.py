@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.predictor import Prediction
+from model_runtime import Prediction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,8 +54,15 @@ class BatchStats:
 
 
 class Batcher:
-    def __init__(self, predict: Callable[[list[str]], list[Prediction]], max_batch_size: int, max_wait_ms: float,
-                 max_queue: int, stats: BatchStats | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        predict: Callable[[list[str]], list[Prediction]],
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        stats: BatchStats | None = None,
+        workers: int = 1,
+    ) -> None:
         self._predict = predict
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000
@@ -184,7 +191,7 @@ class Batcher:
             offset = 0
             for entry in batch:
                 if not entry.future.done():
-                    entry.future.set_result(predictions[offset:offset + len(entry.texts)])
+                    entry.future.set_result(predictions[offset : offset + len(entry.texts)])
                 offset += len(entry.texts)
         finally:
             self._free_workers.release()

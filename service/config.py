@@ -8,23 +8,38 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "imdb-bilstm"
+from model_runtime.contract import SHIPPED_MODEL_DIR
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", frozen=True)
 
     # Model
-    model_dir: Path = Field(DEFAULT_MODEL_DIR, description="model directory: model.onnx, tokenizer.json, card")
+    model_dir: Path = Field(SHIPPED_MODEL_DIR, description="model directory: model.onnx, tokenizer.json, card")
     provider: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU")
-    processes: int = Field(1, ge=1, le=64, description="server processes sharing the port, each with its own "
-                           "model, event loop and queue; more than 1 pays off on many-core and GPU hosts")
-    inference_workers: int = Field(0, ge=0, le=64, description="batches run in parallel, each on its own "
-                                   "thread; 0 = one per CPU available to this process (affinity and cgroup "
-                                   "quota), or 2 on CUDA")
-    intra_op_threads: int = Field(0, ge=0, le=256, description="onnxruntime threads per inference; 0 = available "
-                                  "CPUs divided by inference workers (at least 1)")
+        "auto", description="execution provider; cuda fails start-up if CUDA cannot run, auto falls back to CPU"
+    )
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes sharing the port, each with its own "
+        "model, event loop and queue; more than 1 pays off on many-core and GPU hosts",
+    )
+    inference_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="batches run in parallel, each on its own "
+        "thread; 0 = one per CPU available to this process (affinity and cgroup "
+        "quota), or 2 on CUDA",
+    )
+    intra_op_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="onnxruntime threads per inference; 0 = available CPUs divided by inference workers (at least 1)",
+    )
     inter_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime inter-op threads")
     ort_spin: bool = Field(False, description="let onnxruntime threads spin between runs (burns idle CPU)")
     warmup_runs: int = Field(3, ge=0, le=10_000, description="warm-up passes before /readyz turns 200")
@@ -32,8 +47,11 @@ class Settings(BaseSettings):
     # Batching
     max_batch_size: int = Field(256, ge=1, le=4096, description="most texts per server-side model batch")
     max_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more requests")
-    max_batch_tokens: int = Field(4096, ge=0, description="most padded tokens per model run (0 = no cap); "
-                                  "a batch is cut into groups of similar length")
+    max_batch_tokens: int = Field(
+        4096,
+        ge=0,
+        description="most padded tokens per model run (0 = no cap); a batch is cut into groups of similar length",
+    )
     max_queue: int = Field(1024, ge=1, description="most texts waiting; beyond it requests get 429")
     request_timeout_s: float = Field(30.0, gt=0, description="longest a request waits for its result (503)")
 
@@ -41,13 +59,18 @@ class Settings(BaseSettings):
     max_client_batch: int = Field(64, ge=1, le=10_000, description="most texts in one request")
     max_text_chars: int = Field(100_000, ge=1, description="most characters in one text")
     max_explain_texts: int = Field(8, ge=1, le=1000, description="most texts in one /explain request")
-    max_explain_tokens: int = Field(256, ge=1, le=4096, description="most tokens per text /explain weighs (the "
-                                    "last ones); each costs one extra model row")
+    max_explain_tokens: int = Field(
+        256,
+        ge=1,
+        le=4096,
+        description="most tokens per text /explain weighs (the last ones); each costs one extra model row",
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
 
     # Access and server
-    api_key: SecretStr | None = Field(None, description="if set, /predict and /model need 'Authorization: "
-                                      "Bearer <key>'")
+    api_key: SecretStr | None = Field(
+        None, description="if set, /predict and /model need 'Authorization: Bearer <key>'"
+    )
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container)")
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug also logs texts")
@@ -56,6 +79,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _a_full_request_fits_the_queue(self) -> Settings:
         if self.max_queue < self.max_client_batch:
-            raise ValueError(f"SENTIMENT_MAX_QUEUE ({self.max_queue}) must be at least SENTIMENT_MAX_CLIENT_BATCH "
-                             f"({self.max_client_batch}), or a full request could never be queued")
+            raise ValueError(
+                f"SENTIMENT_MAX_QUEUE ({self.max_queue}) must be at least SENTIMENT_MAX_CLIENT_BATCH "
+                f"({self.max_client_batch}), or a full request could never be queued"
+            )
         return self

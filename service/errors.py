@@ -1,18 +1,30 @@
 """Every failure a client can see, and how it leaves: ``{"error": {"code", "message", "details", "request_id"}}``.
 
-:class:`ApiError` carries a status, a code and a message; the helpers below turn body, JSON and validation
-failures into 4xx errors that name the field and the limit. ``service.app.error_for`` maps whatever a
-request raises onto these, for the FastAPI routes and the direct /predict path alike.
+The one place that maps failures to statuses. :class:`ApiError` carries a status, a code and a message;
+the helpers below turn body, JSON and validation failures into 4xx errors that name the field and the
+limit, ``engine_error`` turns the engine's refusals into 429/503, and ``error_for`` maps whatever a request
+raised onto a response, for the FastAPI routes and the fast path alike.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.responses import Response
+
+from service.batcher import InferenceError, NotAcceptingError, QueueFullError
+from service.config import Settings
+from service.metrics import Metrics
+
+log = logging.getLogger("service")
 
 Model = TypeVar("Model", bound=BaseModel)
 JSON_MEDIA_TYPES = ("application/json",)
@@ -21,8 +33,14 @@ JSON_MEDIA_TYPES = ("application/json",)
 class ApiError(Exception):
     """An error with its HTTP status, machine-readable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers, self.details = headers or {}, details or []
@@ -33,8 +51,7 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(request_id: str | None, error: ApiError) -> Response:
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details,
-                      "request_id": request_id}}
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details, "request_id": request_id}}
     return json_response(body, error.status, error.headers)
 
 
@@ -54,7 +71,7 @@ def field_name(loc: Iterable[Any]) -> str | None:
 
 def validation_error(errors: Iterable[dict[str, Any]]) -> ApiError:
     """A 422 naming every invalid field and the rule it broke (never echoing the input)."""
-    details = []
+    details: list[dict[str, Any]] = []
     for err in errors:
         name = field_name(err.get("loc", ()))
         message = str(err.get("msg", "invalid"))
@@ -73,19 +90,24 @@ def parse_json_body(body: bytes, content_type: str | None, model: type[Model]) -
     """
     media_type = (content_type or "application/json").partition(";")[0].strip().lower()
     if media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type must be application/json, not {media_type or 'empty'!r}")
+        raise ApiError(
+            415, "unsupported_media_type", f"Content-Type must be application/json, not {media_type or 'empty'!r}"
+        )
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise validation_error([{"type": "json_invalid", "ctx": {"error": _json_problem(body, exc)}}]) from None
     if not isinstance(data, dict):
-        raise ApiError(422, "validation_error", f"the body must be a JSON object, not {_json_type(data)}",
-                       details=[{"field": None, "message": "must be a JSON object"}])
+        raise ApiError(
+            422,
+            "validation_error",
+            f"the body must be a JSON object, not {_json_type(data)}",
+            details=[{"field": None, "message": "must be a JSON object"}],
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False, include_input=False)) from None
+        raise validation_error([dict(e) for e in exc.errors(include_url=False, include_input=False)]) from None
 
 
 def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
@@ -99,3 +121,76 @@ def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
 def _json_type(value: Any) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def engine_error(exc: Exception, settings: Settings, metrics: Metrics) -> ApiError | None:
+    """The answer for a refusal or failure of the engine (None: not one of the engine's), counted by reason."""
+    retry = {"Retry-After": "1"}
+    if isinstance(exc, QueueFullError):
+        reason, error = (
+            "queue_full",
+            ApiError(429, "overloaded", f"the queue is full ({settings.max_queue} texts); retry later", headers=retry),
+        )
+    elif isinstance(exc, NotAcceptingError):
+        reason, error = "draining", ApiError(503, "not_ready", "the service is shutting down", headers=retry)
+    elif isinstance(exc, InferenceError):
+        reason, error = (
+            "inference_failed",
+            ApiError(
+                503,
+                "inference_failed",
+                "the model failed on the batch holding this request (see the server log); retry",
+                headers=retry,
+            ),
+        )
+    elif isinstance(exc, TimeoutError):
+        reason, error = (
+            "timeout",
+            ApiError(
+                503,
+                "timeout",
+                f"no result within SENTIMENT_REQUEST_TIMEOUT_S = {settings.request_timeout_s} s",
+                headers=retry,
+            ),
+        )
+    else:
+        return None
+    metrics.rejected.labels(reason).inc()
+    return error
+
+
+def not_ready(metrics: Metrics) -> ApiError:
+    metrics.rejected.labels("not_ready").inc()
+    return ApiError(503, "not_ready", "the model is warming up", headers={"Retry-After": "1"})
+
+
+def error_for(request: Request, exc: Exception, settings: Settings, metrics: Metrics) -> Response:
+    """The response for any exception a request raised."""
+    request_id = getattr(request.state, "request_id", None)
+    if isinstance(exc, ApiError):
+        return error_response(request_id, exc)
+    if isinstance(exc, RequestValidationError):
+        return error_response(request_id, validation_error(exc.errors()))
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 413:
+            return error_response(request_id, body_too_large(settings.max_body_bytes))
+        messages = {
+            400: ("bad_request", f"could not read the request body ({exc.detail})"),
+            404: ("not_found", f"no route {request.url.path}"),
+            405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
+        }
+        code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
+        return error_response(request_id, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+    mapped = engine_error(exc, settings, metrics)
+    if mapped is not None:
+        return error_response(request_id, mapped)
+    log.exception("unhandled error", extra={"request_id": request_id}, exc_info=exc)
+    return error_response(request_id, ApiError(500, "internal_error", "internal error; see the server log"))
+
+
+def install_error_handlers(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_for(request, exc, settings, metrics)
+
+    for exc_type in (ApiError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, handler)

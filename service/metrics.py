@@ -20,23 +20,34 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("sentiment_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=r)
-        self.request_seconds = Histogram("sentiment_request_duration_seconds", "HTTP request latency",
-                                         ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait_seconds = Histogram("sentiment_queue_wait_seconds",
-                                            "time the oldest request of a batch waited before inference",
-                                            buckets=LATENCY_BUCKETS, registry=r)
-        self.inference_seconds = Histogram("sentiment_inference_seconds",
-                                           "time to tokenize and run one server-side batch",
-                                           buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("sentiment_batch_size", "texts per server-side batch",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.queue_depth = Gauge("sentiment_queue_depth", "texts waiting for a batch", registry=r,
-                                 multiprocess_mode="livesum")
+        self.requests = Counter(
+            "sentiment_requests", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "sentiment_request_duration_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait_seconds = Histogram(
+            "sentiment_queue_wait_seconds",
+            "time the oldest request of a batch waited before inference",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "sentiment_inference_seconds",
+            "time to tokenize and run one server-side batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "sentiment_batch_size", "texts per server-side batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "sentiment_queue_depth", "texts waiting for a batch", registry=r, multiprocess_mode="livesum"
+        )
         self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
-        self.rejected = Counter("sentiment_rejected_requests", "requests refused before inference",
-                                ["reason"], registry=r)
+        self.rejected = Counter(
+            "sentiment_rejected_requests", "requests refused before inference", ["reason"], registry=r
+        )
 
     def observe_batch(self, texts: int, inference_seconds: float, queue_wait_seconds: float) -> None:
         self.batch_size.observe(texts)
@@ -47,6 +58,6 @@ class Metrics:
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             every_process = CollectorRegistry()
-            MultiProcessCollector(every_process)
+            MultiProcessCollector(every_process)  # type: ignore[no-untyped-call]  # prometheus-client leaves it untyped
             return generate_latest(every_process)
         return generate_latest(self.registry)

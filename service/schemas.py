@@ -6,6 +6,10 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
+
+from model_runtime import Explanation, Prediction, Predictor
+from service.config import Settings
 
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
 
@@ -33,11 +37,11 @@ def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
     schema["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
 
 
-class _PredictRequestBase(BaseModel):
+class PredictRequestBase(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_exactly_one_in_schema)
 
     @model_validator(mode="after")
-    def _exactly_one_input(self) -> _PredictRequestBase:
+    def _exactly_one_input(self) -> PredictRequestBase:
         text, texts = getattr(self, "text", None), getattr(self, "texts", None)
         if (text is None) == (texts is None):
             raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
@@ -48,97 +52,189 @@ class _PredictRequestBase(BaseModel):
         return [text] if text is not None else list(getattr(self, "texts", []))
 
 
-def make_predict_request(max_client_batch: int, max_text_chars: int, name: str = "PredictRequest") -> type[
-        _PredictRequestBase]:
+def make_predict_request(
+    max_client_batch: int, max_text_chars: int, name: str = "PredictRequest"
+) -> type[PredictRequestBase]:
     """The request model for the configured limits (texts per request, characters per text)."""
-    text_type = Annotated[str, StringConstraints(max_length=max_text_chars), AfterValidator(_check_text),
-                          Field(json_schema_extra={"pattern": NOT_ONLY_WHITESPACE})]
+    text_type = Annotated[
+        str,
+        StringConstraints(max_length=max_text_chars),
+        AfterValidator(_check_text),
+        Field(json_schema_extra={"pattern": NOT_ONLY_WHITESPACE}),
+    ]
     return create_model(
         name,
-        __base__=_PredictRequestBase,
-        text=(text_type | None, Field(None, description=f"one text, at most {max_text_chars:,} characters",
-                                      examples=[REVIEW_EXAMPLE])),
-        texts=(list[text_type] | None, Field(None, min_length=1, max_length=max_client_batch,
-                                             description=f"1 to {max_client_batch} texts, at most "
-                                             f"{max_text_chars:,} characters each",
-                                             examples=[[REVIEW_EXAMPLE, "Dull, predictable and far too long."]])),
+        __base__=PredictRequestBase,
+        text=(
+            text_type | None,
+            Field(None, description=f"one text, at most {max_text_chars:,} characters", examples=[REVIEW_EXAMPLE]),
+        ),
+        texts=(
+            list[text_type] | None,
+            Field(
+                None,
+                min_length=1,
+                max_length=max_client_batch,
+                description=f"1 to {max_client_batch} texts, at most {max_text_chars:,} characters each",
+                examples=[[REVIEW_EXAMPLE, "Dull, predictable and far too long."]],
+            ),
+        ),
         __doc__="Give exactly one of `text` or `texts`. Predictions come back in input order.",
     )
 
 
-class ModelRef(BaseModel):
-    name: str = Field(examples=["imdb-bilstm"])
-    version: str = Field(examples=["1.0.0"])
+# Responses: one typed shape each, used both to build the body (plain dicts, serialised by orjson on the hot
+# path) and, through FastAPI's response_model, to document it.
 
 
-class PredictionOut(BaseModel):
-    label: str = Field(description="the most probable label", examples=["positive"])
-    score: float = Field(description="probability of `label`", examples=[0.97])
-    probabilities: dict[str, float] = Field(description="one probability per label; they sum to 1",
-                                            examples=[{"negative": 0.03, "positive": 0.97}])
-    tokens: int = Field(description="tokens the model scored (after truncation)", examples=[182])
-    truncated: bool = Field(description="the text was longer than the model's max tokens and was cut",
-                            examples=[False])
+class ModelRef(TypedDict):
+    name: Annotated[str, Field(examples=["sentiment-bilstm"])]
+    version: Annotated[str, Field(examples=["2.0.0"])]
 
 
-class PredictResponse(BaseModel):
+class PredictionOut(TypedDict):
+    label: Annotated[str, Field(description="the most probable label", examples=["positive"])]
+    score: Annotated[float, Field(description="probability of `label`", examples=[0.97])]
+    probabilities: Annotated[
+        dict[str, float],
+        Field(description="one probability per label; they sum to 1", examples=[{"negative": 0.03, "positive": 0.97}]),
+    ]
+    tokens: Annotated[int, Field(description="tokens the model scored (after truncation)", examples=[182])]
+    truncated: Annotated[
+        bool, Field(description="the text was longer than the model's max tokens and was cut", examples=[False])
+    ]
+
+
+class PredictResponse(TypedDict):
     model: ModelRef
     predictions: list[PredictionOut]
 
 
-class WordWeightOut(BaseModel):
-    text: str = Field(description="the word as written in the input: input[start:end]", examples=["wonderful"])
-    start: int = Field(description="character offset of the word in the input text", examples=[37])
-    end: int = Field(examples=[46])
-    weights: dict[str, float] | None = Field(
-        description="per label: how much this word raised that label's log-odds (log-odds with the word minus "
-                    "without it); null for words before the explained window", examples=[{"negative": -13.5,
-                                                                                          "positive": 13.5}])
+class WordWeightOut(TypedDict):
+    text: Annotated[str, Field(description="the word as written in the input: input[start:end]", examples=["great"])]
+    start: Annotated[int, Field(description="character offset of the word in the input text", examples=[37])]
+    end: Annotated[int, Field(examples=[42])]
+    weights: Annotated[
+        dict[str, float] | None,
+        Field(
+            description="per label: how much this word raised that label's log-odds (log-odds with the word minus "
+            "without it); null for words before the explained window",
+            examples=[{"negative": -2.5, "positive": 2.5}],
+        ),
+    ]
 
 
-class ExplanationOut(BaseModel):
+class ExplanationOut(TypedDict):
     prediction: PredictionOut
-    words: list[WordWeightOut] = Field(description="every token the model scored, in order")
-    explained_tokens: int = Field(description="how many of the last tokens carry weights", examples=[14])
-    capped: bool = Field(description="the text had more tokens than SENTIMENT_MAX_EXPLAIN_TOKENS; earlier words "
-                                     "have null weights", examples=[False])
+    words: Annotated[list[WordWeightOut], Field(description="every word the model scored, in order")]
+    explained_tokens: Annotated[int, Field(description="how many of the last words carry weights", examples=[14])]
+    capped: Annotated[
+        bool,
+        Field(
+            description="the text had more words than SENTIMENT_MAX_EXPLAIN_TOKENS; earlier words have null weights",
+            examples=[False],
+        ),
+    ]
 
 
-class ExplainResponse(BaseModel):
+class ExplainResponse(TypedDict):
     model: ModelRef
-    method: str = Field(description="how weights were computed", examples=["occlusion"])
+    method: Annotated[str, Field(description="how weights were computed", examples=["occlusion"])]
     explanations: list[ExplanationOut]
 
 
-class ErrorDetail(BaseModel):
-    field: str | None = Field(None, description="where in the request body, e.g. texts[3]", examples=["texts"])
-    message: str = Field(examples=["List should have at most 64 items after validation, not 65"])
+class ErrorDetail(TypedDict):
+    field: Annotated[str | None, Field(description="where in the request body, e.g. texts[3]", examples=["texts"])]
+    message: Annotated[str, Field(examples=["List should have at most 64 items after validation, not 65"])]
 
 
-class ErrorBody(BaseModel):
-    code: str = Field(examples=["validation_error"])
-    message: str = Field(examples=["texts: List should have at most 64 items after validation, not 65"])
-    details: list[ErrorDetail] = Field(default_factory=list)
-    request_id: str | None = Field(None, examples=["5f0c6a8e4b7d4e2f9a1b3c5d7e9f1a2b"])
+class ErrorBody(TypedDict):
+    code: Annotated[str, Field(examples=["validation_error"])]
+    message: Annotated[str, Field(examples=["texts: List should have at most 64 items after validation, not 65"])]
+    details: list[ErrorDetail]
+    request_id: Annotated[str | None, Field(examples=["5f0c6a8e4b7d4e2f9a1b3c5d7e9f1a2b"])]
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(TypedDict):
     error: ErrorBody
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(TypedDict):
     name: str
     version: str
     labels: list[str]
     max_tokens: int
-    truncation: dict[str, Any]
-    provider: str = Field(description="the onnxruntime execution provider in use", examples=["CPUExecutionProvider"])
-    sha256: str = Field(description="sha256 of model.onnx")
-    metrics: dict[str, Any] = Field(description="test metrics from the model card")
+    truncation: dict[str, str]
+    provider: Annotated[
+        str, Field(description="the onnxruntime execution provider in use", examples=["CPUExecutionProvider"])
+    ]
+    sha256: Annotated[str, Field(description="sha256 of model.onnx")]
+    metrics: Annotated[dict[str, Any], Field(description="test metrics from the model card")]
     architecture: dict[str, Any]
-    limits: dict[str, int] = Field(description="this server's input limits (clients split batches by them)",
-                                   examples=[{"max_client_batch": 64, "max_text_chars": 100000}])
+    limits: Annotated[
+        dict[str, int],
+        Field(
+            description="this server's input limits (clients split batches by them)",
+            examples=[{"max_client_batch": 64, "max_text_chars": 100000}],
+        ),
+    ]
 
 
-class Health(BaseModel):
-    status: str = Field(examples=["ok"])
+class Health(TypedDict):
+    status: Annotated[str, Field(examples=["ok"])]
+
+
+def model_ref(predictor: Predictor) -> ModelRef:
+    return {"name": predictor.name, "version": predictor.version}
+
+
+def prediction_out(p: Prediction) -> PredictionOut:
+    return {
+        "label": p.label,
+        "score": p.score,
+        "probabilities": p.probabilities,
+        "tokens": p.tokens,
+        "truncated": p.truncated,
+    }
+
+
+def predict_response(predictor: Predictor, predictions: list[Prediction]) -> PredictResponse:
+    return {"model": model_ref(predictor), "predictions": [prediction_out(p) for p in predictions]}
+
+
+def explain_response(predictor: Predictor, explanations: list[Explanation]) -> ExplainResponse:
+    return {
+        "model": model_ref(predictor),
+        "method": "occlusion",
+        "explanations": [
+            {
+                "prediction": prediction_out(e.prediction),
+                "words": [{"text": w.text, "start": w.start, "end": w.end, "weights": w.weights} for w in e.words],
+                "explained_tokens": e.explained_tokens,
+                "capped": e.capped,
+            }
+            for e in explanations
+        ],
+    }
+
+
+def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
+    card = predictor.card
+    return {
+        "name": predictor.name,
+        "version": predictor.version,
+        "labels": list(predictor.labels),
+        "max_tokens": predictor.max_tokens,
+        "truncation": card.truncation,
+        "provider": predictor.provider,
+        "sha256": predictor.model_sha256,
+        "metrics": card.metrics,
+        "architecture": card.architecture,
+        "limits": {
+            "max_client_batch": settings.max_client_batch,
+            "max_text_chars": settings.max_text_chars,
+            "max_explain_texts": settings.max_explain_texts,
+            "max_explain_tokens": settings.max_explain_tokens,
+            "max_body_bytes": settings.max_body_bytes,
+        },
+    }

@@ -15,9 +15,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from model_runtime import file_sha256, pad_ids
 from service.app import create_app
 from service.config import Settings
-from service.predictor import file_sha256, pad_ids
+from tests.support import wait_until_ready
+from training.data import Split
 from training.export import load_best_model
 
 POSITIVE = "A wonderful, moving film. The acting is superb and I loved every minute of it."
@@ -45,13 +47,6 @@ def client(make_client: ClientFactory) -> Iterator[TestClient]:
         yield c
 
 
-def wait_until_ready(client: TestClient, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "service never became ready"
-        time.sleep(0.02)
-
-
 def assert_error(response: Any, status: int, *fragments: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
@@ -61,7 +56,7 @@ def assert_error(response: Any, status: int, *fragments: str) -> dict[str, Any]:
     assert error["request_id"] == response.headers["x-request-id"]
     for fragment in fragments:
         assert fragment in error["message"], (fragment, error["message"])
-    return error
+    return dict(error)
 
 
 # ---------------------------------------------------------------------------------------------- contract
@@ -89,8 +84,9 @@ def test_single_text_equals_its_batch_entry(client: TestClient) -> None:
     assert one[0]["probabilities"] == pytest.approx(many[1]["probabilities"], abs=1e-5)
 
 
-def test_results_are_batch_invariant_and_equal_the_export_reference(client: TestClient, tiny_run: Path,
-                                                                     tiny_model_dir: Path, imdb_split) -> None:  # type: ignore[no-untyped-def]
+def test_results_are_batch_invariant_and_equal_the_export_reference(
+    client: TestClient, tiny_run: Path, tiny_model_dir: Path, imdb_split: Split
+) -> None:
     target = "Not bad at all. I expected little and was pleasantly surprised."
     long_reviews = sorted((ex.text for ex in imdb_split.test), key=len)[-63:]
     alone = client.post("/predict", json={"text": target}).json()["predictions"][0]
@@ -104,10 +100,12 @@ def test_results_are_batch_invariant_and_equal_the_export_reference(client: Test
     ids = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json")).encode(target).ids
     batch_ids, lengths = pad_ids([ids])
     with torch.no_grad():
-        reference = torch.softmax(load_best_model(tiny_run)(torch.from_numpy(batch_ids), torch.from_numpy(lengths),
-                                                            packed=True), dim=1)[0].tolist()
-    assert [alone["probabilities"]["negative"], alone["probabilities"]["positive"]] == pytest.approx(reference,
-                                                                                                      abs=1e-5)
+        reference = torch.softmax(
+            load_best_model(tiny_run)(torch.from_numpy(batch_ids), torch.from_numpy(lengths), packed=True), dim=1
+        )[0].tolist()
+    assert [alone["probabilities"]["negative"], alone["probabilities"]["positive"]] == pytest.approx(
+        reference, abs=1e-5
+    )
 
 
 def test_long_texts_are_truncated_and_flagged(client: TestClient) -> None:
@@ -135,8 +133,13 @@ def test_health_model_and_metrics(client: TestClient, tiny_model_dir: Path) -> N
     assert 'sentiment_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
     assert 'sentiment_requests_total{method="POST",route="/predict",status="422"} 1.0' in text
     assert "sentiment_texts_scored_total 2.0" in text
-    for name in ("sentiment_request_duration_seconds_bucket", "sentiment_queue_wait_seconds_count",
-                 "sentiment_inference_seconds_count", "sentiment_batch_size_bucket", "sentiment_queue_depth"):
+    for name in (
+        "sentiment_request_duration_seconds_bucket",
+        "sentiment_queue_wait_seconds_count",
+        "sentiment_inference_seconds_count",
+        "sentiment_batch_size_bucket",
+        "sentiment_queue_depth",
+    ):
         assert name in text
 
 
@@ -181,8 +184,9 @@ def test_concurrent_requests_share_model_batches(make_client: ClientFactory) -> 
 )
 def test_invalid_input_is_a_422_naming_field_and_limit(client: TestClient, body: Any, fragments: list[str]) -> None:
     payload = json.dumps(body)
-    error = assert_error(client.post("/predict", content=payload, headers={"content-type": "application/json"}),
-                         422, *fragments)
+    error = assert_error(
+        client.post("/predict", content=payload, headers={"content-type": "application/json"}), 422, *fragments
+    )
     assert error["code"] == "validation_error"
     assert error["details"]
 
@@ -198,8 +202,9 @@ def test_invalid_input_is_a_422_naming_field_and_limit(client: TestClient, body:
         (b"", "application/json", 422, "empty"),
     ],
 )
-def test_unreadable_bodies_are_4xx(client: TestClient, content: bytes, content_type: str, status: int,
-                                   fragment: str) -> None:
+def test_unreadable_bodies_are_4xx(
+    client: TestClient, content: bytes, content_type: str, status: int, fragment: str
+) -> None:
     assert_error(client.post("/predict", content=content, headers={"content-type": content_type}), status, fragment)
     assert client.get("/healthz").status_code == 200
 
@@ -254,10 +259,17 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 
 def test_api_key_guards_predict_and_model_only(make_client: ClientFactory) -> None:
     with make_client(api_key="s3cret-key") as client:
-        for path, call in (("/predict", lambda h: client.post("/predict", json={"text": POSITIVE}, headers=h)),
-                           ("/model", lambda h: client.get("/model", headers=h))):
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-key"},
-                            {"Authorization": "Basic s3cret-key"}):
+        calls: list[tuple[str, Callable[[dict[str, str]], Any]]] = [
+            ("/predict", lambda h: client.post("/predict", json={"text": POSITIVE}, headers=h)),
+            ("/model", lambda h: client.get("/model", headers=h)),
+        ]
+        for path, call in calls:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": "s3cret-key"},
+                {"Authorization": "Basic s3cret-key"},
+            ):
                 response = call(headers)
                 assert_error(response, 401, "API key")
                 assert response.headers["www-authenticate"] == "Bearer"

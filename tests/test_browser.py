@@ -13,15 +13,25 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SHIPPED_MODEL, artifact_dir
-from tests.test_server_process import launch, stop_server
+from tests.support import SHIPPED_MODEL, artifact_dir, launch, stop_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 KEY = "page-test-key"
 REVIEW = "I watched it on Sunday. The acting was wonderful and I loved the ending."
 
@@ -36,9 +46,13 @@ def server() -> Iterator[str]:
 @pytest.fixture
 def page(tmp_path: Path, server: str) -> Iterator[tuple[Any, list[str]]]:
     with playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                       headless=True, args=FLAGS, viewport={"width": 1100,
-                                                                                            "height": 900})
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1100, "height": 900},
+        )
         requested: list[str] = []
         context.on("request", lambda request: requested.append(request.url))
         try:

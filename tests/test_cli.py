@@ -12,21 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.test_server_process import launch, stop_server
+from tests.support import ROOT, launch, stop_server
 
 pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sentiment_client", "--no-progress", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "sentiment_client", "--no-progress", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_csv_keeps_columns_and_skips_a_bad_row_by_line_number(tiny_model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "reviews.csv"
-    source.write_text('id,text,stars\n1,"A wonderful, moving film.",5\n2,"   ",3\n'
-                      '3,"Multi-line\nreview: dull and long.",1\n4,Loved it,4\n5,Fine,3,surplus\n')
+    source.write_text(
+        'id,text,stars\n1,"A wonderful, moving film.",5\n2,"   ",3\n'
+        '3,"Multi-line\nreview: dull and long.",1\n4,Loved it,4\n5,Fine,3,surplus\n'
+    )
     out = tmp_path / "scored.csv"
     done = cli(str(source), "-o", str(out), "--model-dir", str(tiny_model_dir))
     assert done.returncode == 0, done.stderr
@@ -41,8 +48,9 @@ def test_csv_keeps_columns_and_skips_a_bad_row_by_line_number(tiny_model_dir: Pa
 
 def test_on_error_fail_stops_at_the_bad_row_after_writing_those_before(tiny_model_dir: Path, tmp_path: Path) -> None:
     source = tmp_path / "reviews.jsonl"
-    source.write_text('{"text": "Great fun.", "id": 1}\n{"text": "Good.", "id": 2}\n{"text": broken\n'
-                      '{"text": "Never reached."}\n')
+    source.write_text(
+        '{"text": "Great fun.", "id": 1}\n{"text": "Good.", "id": 2}\n{"text": broken\n{"text": "Never reached."}\n'
+    )
     done = cli(str(source), "--model-dir", str(tiny_model_dir), "--on-error", "fail")
     assert done.returncode == 1
     assert "line 3: not valid JSON" in done.stderr
@@ -73,8 +81,9 @@ def test_stdin_text_streams_through_a_server(tiny_model_dir: Path) -> None:
     base, process = launch(tiny_model_dir)
     try:
         cmd = [sys.executable, "-m", "sentiment_client", "-", "--server", base, "--batch-size", "2", "--no-progress"]
-        with subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, bufsize=1) as streaming:
+        with subprocess.Popen(
+            cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        ) as streaming:
             assert streaming.stdin and streaming.stdout
             streaming.stdin.write("Loved every minute.\nHated it.\n")
             streaming.stdin.flush()

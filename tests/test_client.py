@@ -18,9 +18,7 @@ from sentiment_client import (
     OverloadedError,
     SentimentClient,
 )
-from tests.conftest import pick_free_port
-from tests.test_load import metric
-from tests.test_server_process import launch, start_server, stop_server
+from tests.support import launch, metric, pick_free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 TEXTS = [f"Review {i}: " + ("a wonderful, moving film" if i % 2 else "a dull, tedious mess") for i in range(10)]
@@ -30,9 +28,14 @@ TEXTS = [f"Review {i}: " + ("a wonderful, moving film" if i % 2 else "a dull, te
 def server(tiny_model_dir: Path) -> Iterator[str]:
     """Small request batches (4 texts), a queue of one request and one inference thread, so splitting and
     429s are easy to reach."""
-    base, process = launch(tiny_model_dir, SENTIMENT_MAX_CLIENT_BATCH="4", SENTIMENT_MAX_QUEUE="4",
-                           SENTIMENT_INFERENCE_WORKERS="1",
-                           SENTIMENT_API_KEY="s3cret", SENTIMENT_MAX_EXPLAIN_TEXTS="2")
+    base, process = launch(
+        tiny_model_dir,
+        SENTIMENT_MAX_CLIENT_BATCH="4",
+        SENTIMENT_MAX_QUEUE="4",
+        SENTIMENT_INFERENCE_WORKERS="1",
+        SENTIMENT_API_KEY="s3cret",
+        SENTIMENT_MAX_EXPLAIN_TEXTS="2",
+    )
     yield base
     stop_server(process)
 
@@ -56,7 +59,7 @@ def test_explain_returns_word_weights(server: str) -> None:
         explanations = client.explain(TEXTS[:3])  # two requests: the server explains at most 2 texts at once
     assert len(explanations) == 3
     for text, e in zip(TEXTS[:3], explanations, strict=True):
-        assert [text[w.start:w.end] for w in e.words] == [w.text for w in e.words]
+        assert [text[w.start : w.end] for w in e.words] == [w.text for w in e.words]
         assert all(w.weights is not None for w in e.words)
 
 
@@ -67,7 +70,7 @@ def test_errors_are_typed_and_carry_the_server_message(server: str) -> None:
         assert invalid.value.status == 422 and "texts[1]" in invalid.value.message
         assert invalid.value.request_id
         with pytest.raises(TypeError):
-            client.predict("a string, not a list")  # type: ignore[arg-type]
+            client.predict("a string, not a list")
     with SentimentClient(server, api_key="wrong") as client, pytest.raises(AuthenticationError) as auth:
         client.predict_one("hello")
     assert auth.value.status == 401 and "API key" in auth.value.message

@@ -12,14 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench import ceiling
+from model_runtime import CUDA_PROVIDER, Predictor
 from service.app import create_app
 from service.config import Settings
-from service.predictor import CUDA_PROVIDER, Predictor
-from tests.conftest import SHIPPED_MODEL
-from tests.test_api import wait_until_ready
+from tests.support import SHIPPED_MODEL, wait_until_ready
 
-pytestmark = pytest.mark.skipif(CUDA_PROVIDER not in ort.get_available_providers(),
-                                reason="this onnxruntime has no CUDA provider (install the 'gpu' extra on a GPU host)")
+pytestmark = pytest.mark.skipif(
+    CUDA_PROVIDER not in ort.get_available_providers(),
+    reason="this onnxruntime has no CUDA provider (install the 'gpu' extra on a GPU host)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_cuda_scores_match_cpu(reviews: list[str], batch_size: int) -> None:
     assert gpu.provider == CUDA_PROVIDER
     texts = reviews[: max(batch_size, 64)]
     expected = cpu.predict(texts)
-    got = [p for i in range(0, len(texts), batch_size) for p in gpu.predict(texts[i:i + batch_size])]
+    got = [p for i in range(0, len(texts), batch_size) for p in gpu.predict(texts[i : i + batch_size])]
     cpu_positive = np.array([p.probabilities["positive"] for p in expected])
     diff = np.abs(np.array([p.probabilities["positive"] for p in got]) - cpu_positive)
     print(f"batch {batch_size}: largest |cuda - cpu| = {diff.max():.2e}")
@@ -42,7 +43,8 @@ def test_cuda_scores_match_cpu(reviews: list[str], batch_size: int) -> None:
     assert diff.max() < 2e-3
     clear = np.abs(cpu_positive - 0.5) > 2e-3
     assert [p.label for p, c in zip(got, clear, strict=True) if c] == [
-        p.label for p, c in zip(expected, clear, strict=True) if c]
+        p.label for p, c in zip(expected, clear, strict=True) if c
+    ]
 
 
 def test_service_runs_on_cuda(reviews: list[str]) -> None:

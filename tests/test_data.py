@@ -10,13 +10,14 @@ import pytest
 from training.data import (
     DataError,
     Dataset,
+    Split,
     digest_of_hashes,
-    load_labelled_file,
     read_split_manifest,
     split_dataset,
     text_sha256,
     write_split_manifest,
 )
+from training.files import load_labelled_file
 
 
 def test_imdb_corpus_is_the_25k_reviews_without_duplicates(imdb: Dataset) -> None:
@@ -26,7 +27,7 @@ def test_imdb_corpus_is_the_25k_reviews_without_duplicates(imdb: Dataset) -> Non
     assert len({text_sha256(ex.text) for ex in imdb.examples}) == len(imdb.examples)
 
 
-def test_split_is_stratified_disjoint_and_large_enough(imdb_split, imdb: Dataset) -> None:  # type: ignore[no-untyped-def]
+def test_split_is_stratified_disjoint_and_large_enough(imdb_split: Split, imdb: Dataset) -> None:
     sizes = imdb_split.sizes()
     assert sizes["test"] >= 2500
     assert sum(sizes.values()) == len(imdb.examples)
@@ -39,14 +40,15 @@ def test_split_is_stratified_disjoint_and_large_enough(imdb_split, imdb: Dataset
         assert 0.49 < positives < 0.51
 
 
-def test_split_depends_on_content_not_order(imdb: Dataset, imdb_split) -> None:  # type: ignore[no-untyped-def]
+def test_split_depends_on_content_not_order(imdb: Dataset, imdb_split: Split) -> None:
     shuffled = Dataset(examples=list(reversed(imdb.examples)), labels=imdb.labels, source="reversed")
     again = split_dataset(shuffled)
     assert {k: digest_of_hashes(v) for k, v in again.hashes.items()} == {
-        k: digest_of_hashes(v) for k, v in imdb_split.hashes.items()}
+        k: digest_of_hashes(v) for k, v in imdb_split.hashes.items()
+    }
 
 
-def test_manifest_round_trips(tmp_path: Path, imdb_split) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_round_trips(tmp_path: Path, imdb_split: Split) -> None:
     path = tmp_path / "splits.tsv"
     write_split_manifest(imdb_split, path)
     parts = read_split_manifest(path)
@@ -92,8 +94,9 @@ def test_jsonl_with_custom_columns_and_numeric_labels(tmp_path: Path) -> None:
         ("data.xlsx", "whatever", "unsupported file type"),
     ],
 )
-def test_unusable_files_are_refused_with_the_reason(tmp_path: Path, name: str, content: str | bytes,
-                                                     message: str) -> None:
+def test_unusable_files_are_refused_with_the_reason(
+    tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
     with pytest.raises(DataError, match=None) as info:
         load_labelled_file(_write(tmp_path / name, content))
     assert message in str(info.value)

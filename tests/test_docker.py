@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, artifact_dir
+from tests.support import ROOT, artifact_dir
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -51,9 +51,23 @@ def docker_env() -> Iterator[dict[str, str]]:
     sock = root / "docker.sock"
     log = (root / "dockerd.log").open("w")
     daemon = subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--host", f"unix://{sock}",
-         "--pidfile", str(root / "dockerd.pid"), "--storage-driver", "vfs"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--host",
+            f"unix://{sock}",
+            "--pidfile",
+            str(root / "dockerd.pid"),
+            "--storage-driver",
+            "vfs",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
     try:
         deadline = time.monotonic() + 30
@@ -100,8 +114,7 @@ FIGURES: dict[str, float] = {}  # written to test-artifacts/docker/figures.json 
 @pytest.fixture(scope="module")
 def image(docker_env: dict[str, str]) -> Iterator[str]:
     started = time.monotonic()
-    subprocess.run([str(ROOT / "docker" / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True,
-                   timeout=900)
+    subprocess.run([str(ROOT / "docker" / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True, timeout=900)
     FIGURES["base_image_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
     docker(docker_env, "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, str(ROOT), timeout=1500)
@@ -114,9 +127,22 @@ def test_image_is_small_and_has_no_torch(docker_env: dict[str, str], image: str)
     size = int(docker(docker_env, "image", "inspect", "--format", "{{.Size}}", image))
     FIGURES["image_megabytes"] = round(size / 1e6, 1)
     assert size <= IMAGE_LIMIT_BYTES
-    probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
-                            "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('training'))"],
-                           env=docker_env, capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            image,
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('training'))",
+        ],
+        env=docker_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert probe.stdout.split() == ["None", "None"], probe.stderr
     config = json.loads(docker(docker_env, "image", "inspect", "--format", "{{json .Config}}", image))
     assert config["User"] == "app"
@@ -150,8 +176,11 @@ def test_container_serves_and_drains_on_sigterm(docker_env: dict[str, str], imag
         state = json.loads(docker(docker_env, "inspect", "--format", "{{json .State}}", name))
         assert state["ExitCode"] == 0, docker(docker_env, "logs", name, check=False)
         assert stopped_in < 20
-        assert "drained; shutting down" in docker(docker_env, "logs", name, check=False) + subprocess.run(
-            ["docker", "logs", name], env=docker_env, capture_output=True, text=True).stderr
+        assert (
+            "drained; shutting down"
+            in docker(docker_env, "logs", name, check=False)
+            + subprocess.run(["docker", "logs", name], env=docker_env, capture_output=True, text=True).stderr
+        )
     finally:
         docker(docker_env, "rm", "-f", name, check=False)
 
@@ -160,18 +189,34 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
     compose = shutil.which("docker-compose")
     if compose is None:
         pytest.skip("docker-compose is not installed (scripts/test.sh installs it with apt-get)")
-    env = {**docker_env, "SENTIMENT_IMAGE": image, "SENTIMENT_PUBLISH": f"127.0.0.1:{free_port}",
-           "BASE_IMAGE": BASE_TAG, "COMPOSE_PROJECT_NAME": f"sentimenttest{free_port}"}
+    env = {
+        **docker_env,
+        "SENTIMENT_IMAGE": image,
+        "SENTIMENT_PUBLISH": f"127.0.0.1:{free_port}",
+        "BASE_IMAGE": BASE_TAG,
+        "COMPOSE_PROJECT_NAME": f"sentimenttest{free_port}",
+    }
     config = subprocess.run([compose, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert config.returncode == 0, config.stderr
-    assert "sentiment-gpu" in subprocess.run([compose, "--profile", "gpu", "config", "--services"], cwd=ROOT,
-                                             env=env, capture_output=True, text=True, timeout=60).stdout
-    up = subprocess.run([compose, "up", "-d", "--no-build", "sentiment"], cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=180)
+    assert (
+        "sentiment-gpu"
+        in subprocess.run(
+            [compose, "--profile", "gpu", "config", "--services"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
+    up = subprocess.run(
+        [compose, "up", "-d", "--no-build", "sentiment"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
     try:
         assert up.returncode == 0, up.stderr
         wait_ready(f"http://127.0.0.1:{free_port}", lambda: "compose service never became ready")
     finally:
-        down = subprocess.run([compose, "down", "--timeout", "25"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
+        down = subprocess.run(
+            [compose, "down", "--timeout", "25"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
     assert down.returncode == 0, down.stderr

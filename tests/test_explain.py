@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import SHIPPED_MODEL
-from tests.test_api import wait_until_ready
+from tests.support import SHIPPED_MODEL, wait_until_ready
 
 
 def ready_client(**overrides: Any) -> TestClient:
@@ -31,9 +30,10 @@ def client() -> Iterator[TestClient]:
 def explain(client: TestClient, *texts: str) -> list[dict[str, Any]]:
     response = client.post("/explain", json={"texts": list(texts)})
     assert response.status_code == 200, response.text
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["method"] == "occlusion"
-    return body["explanations"]
+    explanations: list[dict[str, Any]] = body["explanations"]
+    return explanations
 
 
 def weight(explanation: dict[str, Any], word: str, label: str = "positive") -> float:
@@ -54,10 +54,21 @@ def test_a_clearly_charged_word_in_a_neutral_frame_pushes_its_way(client: TestCl
 def test_offsets_map_back_to_the_exact_substrings(client: TestClient) -> None:
     text = "Café <br /> was ﬁne 😀, but DON'T   miss\tthe ending!"
     [e] = explain(client, text)
-    assert [w["text"] for w in e["words"]] == ["Café", "was", "ﬁne", "😀", ",", "but", "DON'T", "miss", "the",
-                                               "ending", "!"]
+    assert [w["text"] for w in e["words"]] == [
+        "Café",
+        "was",
+        "ﬁne",
+        "😀",
+        ",",
+        "but",
+        "DON'T",
+        "miss",
+        "the",
+        "ending",
+        "!",
+    ]
     for w in e["words"]:
-        assert text[w["start"]:w["end"]] == w["text"]
+        assert text[w["start"] : w["end"]] == w["text"]
     assert e["prediction"]["tokens"] == len(e["words"])
 
 

@@ -11,7 +11,8 @@ import onnx
 import pytest
 import torch
 
-from service.predictor import Predictor, file_sha256
+from model_runtime import Predictor, file_sha256
+from training.data import Split
 from training.export import ExportVerificationError, build_onnx, load_best_model, verify_export
 from training.model import BiLSTMClassifier, ModelConfig
 
@@ -20,18 +21,20 @@ def real_ids(model_dir: Path, texts: list[str]) -> list[list[int]]:
     return [e.ids for e in Predictor.load(model_dir, provider="cpu").encode(texts)]
 
 
-def mixed_length_texts(imdb_split) -> list[str]:  # type: ignore[no-untyped-def]
+def mixed_length_texts(imdb_split: Split) -> list[str]:
     texts = sorted((ex.text for ex in imdb_split.validation), key=len)
     return [texts[i] for i in range(0, len(texts), len(texts) // 40)] + ["!", "<br />"]
 
 
 @pytest.mark.parametrize("layers", [1, 2])
-def test_graph_matches_packed_torch_and_is_batch_invariant(tmp_path: Path, tiny_run: Path, tiny_model_dir: Path,
-                                                           imdb_split, layers: int) -> None:  # type: ignore[no-untyped-def]
+def test_graph_matches_packed_torch_and_is_batch_invariant(
+    tmp_path: Path, tiny_run: Path, tiny_model_dir: Path, imdb_split: Split, layers: int
+) -> None:
     torch.manual_seed(layers)
     vocab = json.loads((tiny_model_dir / "model_card.json").read_text())["tokenizer"]["vocab_size"]
-    model = BiLSTMClassifier(ModelConfig(vocab_size=vocab, num_classes=2, embedding_dim=8, hidden_size=8,
-                                         num_layers=layers)).eval()
+    model = BiLSTMClassifier(
+        ModelConfig(vocab_size=vocab, num_classes=2, embedding_dim=8, hidden_size=8, num_layers=layers)
+    ).eval()
     path = tmp_path / "m.onnx"
     onnx.save(build_onnx(model), path)
     report = verify_export(model, path, real_ids(tiny_model_dir, mixed_length_texts(imdb_split)))
@@ -40,7 +43,7 @@ def test_graph_matches_packed_torch_and_is_batch_invariant(tmp_path: Path, tiny_
     assert report.invariance_cases > 40
 
 
-def test_a_wrong_graph_is_caught(tmp_path: Path, tiny_run: Path, tiny_model_dir: Path, imdb_split) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_graph_is_caught(tmp_path: Path, tiny_run: Path, tiny_model_dir: Path, imdb_split: Split) -> None:
     """Swap the LSTM directions in the graph: verification must refuse it."""
     model = load_best_model(tiny_run)
     broken = load_best_model(tiny_run)

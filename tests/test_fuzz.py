@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,16 +13,17 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.predictor import Predictor
-from tests.test_server_process import launch, stop_server
+from model_runtime import Predictor
+from tests.support import launch, stop_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def running_server(tiny_model_dir: Path) -> Iterator[str]:
-    base, process = launch(tiny_model_dir, SENTIMENT_MAX_TEXT_CHARS="5000", SENTIMENT_MAX_QUEUE="100000",
-                           SENTIMENT_LOG_LEVEL="warning")
+    base, process = launch(
+        tiny_model_dir, SENTIMENT_MAX_TEXT_CHARS="5000", SENTIMENT_MAX_QUEUE="100000", SENTIMENT_LOG_LEVEL="warning"
+    )
     try:
         yield base
     finally:
@@ -33,13 +35,13 @@ def test_api_matches_its_schema_and_never_fails(running_server: str) -> None:
     schema-valid requests accepted."""
     schema = schemathesis.openapi.from_url(f"{running_server}/openapi.json")
     schema.config.base_url = running_server
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]  # Err raises
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {"POST /predict", "GET /model", "GET /readyz"}
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case) -> None:  # type: ignore[no-untyped-def]
+        def check(case: schemathesis.Case[Any]) -> None:
             response = case.call()
             assert response.status_code < 500, response.text
             case.validate_response(response)
@@ -70,13 +72,15 @@ def test_any_texts_give_valid_predictions_in_order(predictor: Predictor, texts: 
 
 @given(target=any_text, neighbours=st.lists(any_text, min_size=1, max_size=6), position=st.integers(0, 6))
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_a_texts_scores_do_not_depend_on_its_batch(predictor: Predictor, target: str, neighbours: list[str],
-                                                   position: int) -> None:
+def test_a_texts_scores_do_not_depend_on_its_batch(
+    predictor: Predictor, target: str, neighbours: list[str], position: int
+) -> None:
     alone = predictor.predict([target])[0]
     position = min(position, len(neighbours))
     batch = predictor.predict([*neighbours[:position], target, *neighbours[position:]], max_batch_tokens=50)
-    np.testing.assert_allclose(list(batch[position].probabilities.values()), list(alone.probabilities.values()),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        list(batch[position].probabilities.values()), list(alone.probabilities.values()), atol=1e-5
+    )
 
 
 @given(text=any_text)

@@ -15,18 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.run import rss_mb
-from tests.test_server_process import launch, stop_server
+from tests.support import launch, metric, rss_mb, stop_server
 
 pytestmark = pytest.mark.slow
 
 REVIEW = "The plot was thin but the performances were warm and the ending surprisingly moving. " * 6
-
-
-def metric(base: str, name: str) -> float:
-    text = httpx.get(f"{base}/metrics", timeout=5).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 @pytest.fixture
@@ -116,8 +109,9 @@ def test_disconnecting_and_slow_clients_leak_nothing(tiny_model_dir: Path) -> No
         # Clients that give up: the timeout fires while their texts wait for the held-open batch.
         async def impatient() -> None:
             async with httpx.AsyncClient(base_url=base, timeout=0.05) as client:
-                await asyncio.gather(*(client.post("/predict", json={"texts": [REVIEW] * 4})
-                                       for _ in range(30)), return_exceptions=True)
+                await asyncio.gather(
+                    *(client.post("/predict", json={"texts": [REVIEW] * 4}) for _ in range(30)), return_exceptions=True
+                )
 
         asyncio.run(impatient())
         time.sleep(1.0)
@@ -132,8 +126,10 @@ def test_disconnecting_and_slow_clients_leak_nothing(tiny_model_dir: Path) -> No
         body = b'{"texts": ["' + b"a" * 100
         for _ in range(50):
             sock = socket.create_connection((host, int(port)))
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100000\r\n\r\n" + body)
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000\r\n\r\n" + body
+            )
             slow.append(sock)
         rss_before = rss_mb(process.pid)
         for _ in range(20):

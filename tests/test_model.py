@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
+from training.batching import collate
 from training.model import BiLSTMClassifier, ModelConfig
-from training.train import collate
 
 
 def random_ids(n: int, seed: int, max_len: int = 60) -> list[list[int]]:
@@ -19,8 +19,9 @@ def random_ids(n: int, seed: int, max_len: int = 60) -> list[list[int]]:
 @pytest.mark.parametrize("layers", [1, 2])
 def test_per_direction_equals_packed_after_training_steps(layers: int) -> None:
     torch.manual_seed(0)
-    model = BiLSTMClassifier(ModelConfig(vocab_size=300, num_classes=3, embedding_dim=8, hidden_size=12,
-                                         num_layers=layers, dropout=0.2))
+    model = BiLSTMClassifier(
+        ModelConfig(vocab_size=300, num_classes=3, embedding_dim=8, hidden_size=12, num_layers=layers, dropout=0.2)
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
     ids, lengths = collate(random_ids(32, seed=1), torch.device("cpu"))
     labels = torch.randint(0, 3, (32,))
@@ -28,7 +29,7 @@ def test_per_direction_equals_packed_after_training_steps(layers: int) -> None:
         model.train()
         loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         optimizer.step()
     model.eval()
     with torch.no_grad():

@@ -15,51 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, pick_free_port
+from tests.support import ROOT, launch, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
-
-
-def start_server(model_dir: Path, port: int, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
-    """``python -m service`` on loopback; its log (JSON lines on stderr) goes to ``log`` (a file, so a
-    busy server never blocks on a full pipe)."""
-    environment = {**os.environ, "SENTIMENT_MODEL_DIR": str(model_dir), "SENTIMENT_PORT": str(port),
-                   "SENTIMENT_HOST": "127.0.0.1", "SENTIMENT_PROVIDER": "cpu", **env}
-    with open(log or os.devnull, "wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environment,
-                                stdout=subprocess.DEVNULL, stderr=stderr)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """A ready server on a free loopback port: its base URL and process (stop it with stop_server)."""
-    port = pick_free_port()
-    process = start_server(model_dir, port, None, **env)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base, process)
-    return base, process
-
-
-def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        assert process.poll() is None, f"server exited with {process.returncode}"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server did not become ready")
 
 
 @pytest.fixture
@@ -77,8 +35,11 @@ def server(tiny_model_dir: Path, free_port: int, tmp_path: Path) -> Iterator[tup
 def test_serves_predictions_over_http(server: tuple[str, subprocess.Popen[bytes], Path]) -> None:
     base, _, _ = server
     with httpx.Client(base_url=base, timeout=10) as client:
-        response = client.post("/predict", json={"texts": ["Loved it, wonderful.", "Hated it, awful."]},
-                               headers={"X-Request-ID": "proc-test-1"})
+        response = client.post(
+            "/predict",
+            json={"texts": ["Loved it, wonderful.", "Hated it, awful."]},
+            headers={"X-Request-ID": "proc-test-1"},
+        )
         assert response.status_code == 200
         assert response.headers["x-request-id"] == "proc-test-1"
         predictions = response.json()["predictions"]
@@ -141,8 +102,12 @@ def test_several_processes_share_the_port_and_stop_together(tiny_model_dir: Path
     base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
     try:
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        servers = [c for c in children if "service" in Path(f"/proc/{c}/cmdline").read_text()
-                   or "multiprocessing" in Path(f"/proc/{c}/cmdline").read_text()]
+        servers = [
+            c
+            for c in children
+            if "service" in Path(f"/proc/{c}/cmdline").read_text()
+            or "multiprocessing" in Path(f"/proc/{c}/cmdline").read_text()
+        ]
         assert len(servers) >= 2, children
         with httpx.Client(base_url=base, timeout=10) as client:
             responses = [client.post("/predict", json={"text": f"Loved it {i}."}) for i in range(20)]
@@ -166,9 +131,14 @@ def test_several_processes_share_the_port_and_stop_together(tiny_model_dir: Path
 
 def test_several_processes_refuse_a_bad_model_with_one_line(model_copy: Path, free_port: int) -> None:
     (model_copy / "model.onnx").write_bytes(b"not a model")
-    env = {**os.environ, "SENTIMENT_MODEL_DIR": str(model_copy), "SENTIMENT_PORT": str(free_port),
-           "SENTIMENT_PROCESSES": "2"}
-    process = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=60)
+    env = {
+        **os.environ,
+        "SENTIMENT_MODEL_DIR": str(model_copy),
+        "SENTIMENT_PORT": str(free_port),
+        "SENTIMENT_PROCESSES": "2",
+    }
+    process = subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert process.returncode == 2
     assert "sha256" in process.stderr and process.stderr.count("\n") <= 2

@@ -1,4 +1,4 @@
-"""The model shipped in models/imdb-bilstm: its card is true and it classifies well."""
+"""The model shipped in models/sentiment-bilstm: its card is true and it classifies well."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from service.predictor import Predictor, file_sha256
-from tests.conftest import SHIPPED_MODEL
-from training.data import digest_of_hashes, read_split_manifest
+from model_runtime import Predictor, file_sha256
+from tests.support import SHIPPED_MODEL
+from training.data import Split, digest_of_hashes, read_split_manifest
 
 OBVIOUS = {
     "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
@@ -56,7 +56,7 @@ def test_obvious_reviews(shipped: Predictor) -> None:
     assert all(p.score > 0.8 for p in predictions)
 
 
-def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predictor, imdb_split) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predictor, imdb_split: Split) -> None:
     """The first 250 test reviews of each class, in split (hash) order."""
     negatives = [ex for ex in imdb_split.test if ex.label == 0]
     positives = [ex for ex in imdb_split.test if ex.label == 1]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
+from model_runtime import ModelLoadError, Predictor, file_sha256
 from service.app import create_app
 from service.config import Settings
-from service.predictor import ModelLoadError, Predictor, file_sha256
 
 
 def _reseal(model_dir: Path, name: str) -> None:
@@ -53,7 +54,7 @@ def _mismatched_tokenizer(d: Path) -> None:
         (_mismatched_tokenizer, "tokenizer has"),
     ],
 )
-def test_a_bad_model_directory_stops_start_up(model_copy: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_model_directory_stops_start_up(model_copy: Path, damage: Callable[[Path], object], message: str) -> None:
     damage(model_copy)
     app = create_app(Settings(model_dir=model_copy))
     with pytest.raises(ModelLoadError, match=message) as info, TestClient(app):
@@ -69,8 +70,11 @@ def test_cuda_fails_loudly_when_it_cannot_run(tiny_model_dir: Path) -> None:
 
 
 def test_auto_and_cpu_use_the_cpu_provider_here(tiny_model_dir: Path) -> None:
-    expected = "CUDAExecutionProvider" if "CUDAExecutionProvider" in ort.get_available_providers() else (
-        "CPUExecutionProvider")
+    expected = (
+        "CUDAExecutionProvider"
+        if "CUDAExecutionProvider" in ort.get_available_providers()
+        else ("CPUExecutionProvider")
+    )
     assert Predictor.load(tiny_model_dir, provider="auto").provider in {expected, "CPUExecutionProvider"}
     cpu = Predictor.load(tiny_model_dir, provider="cpu", intra_op_threads=1)
     assert cpu.provider == "CPUExecutionProvider"

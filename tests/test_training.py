@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_CONFIG
-from training.data import Dataset, load_labelled_file
+from tests.support import ROOT, TINY_CONFIG
+from training.data import Dataset
 from training.evaluate import metrics
+from training.files import load_labelled_file
 from training.train import train
 
 pytestmark = pytest.mark.slow
@@ -60,14 +61,39 @@ def test_metrics_on_known_predictions() -> None:
 def test_cli_trains_exports_and_evaluates_a_users_file(tmp_path: Path, imdb: Dataset) -> None:
     """`python -m training all` on a user's 3-class JSONL, then `evaluate` on another labelled file."""
     names = ("negative", "neutral", "positive")
-    rows = [{"review": ex.text[:300], "mood": names[ex.label * 2 if i % 3 else 1]}
-            for i, ex in enumerate(imdb.examples[:300] + imdb.examples[-300:])]
+    rows = [
+        {"review": ex.text[:300], "mood": names[ex.label * 2 if i % 3 else 1]}
+        for i, ex in enumerate(imdb.examples[:300] + imdb.examples[-300:])
+    ]
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
     run_dir, model_dir = tmp_path / "run", tmp_path / "model"
-    cmd = [sys.executable, "-m", "training", "all", "--data", str(data), "--text-column", "review",
-           "--label-column", "mood", "--run-dir", str(run_dir), "--model-dir", str(model_dir), "--epochs", "1",
-           "--vocab-size", "2000", "--embedding-dim", "8", "--hidden-size", "8", "--name", "mine"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "all",
+        "--data",
+        str(data),
+        "--text-column",
+        "review",
+        "--label-column",
+        "mood",
+        "--run-dir",
+        str(run_dir),
+        "--model-dir",
+        str(model_dir),
+        "--epochs",
+        "1",
+        "--vocab-size",
+        "2000",
+        "--embedding-dim",
+        "8",
+        "--hidden-size",
+        "8",
+        "--name",
+        "mine",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     card = json.loads((model_dir / "model_card.json").read_text())
@@ -75,27 +101,48 @@ def test_cli_trains_exports_and_evaluates_a_users_file(tmp_path: Path, imdb: Dat
     test_size = card["data"]["split_sizes"]["test"]
     assert card["metrics"]["test"]["examples"] == test_size > 0
     assert test_size + sum(card["data"]["split_sizes"].values()) - test_size == len(
-        load_labelled_file(data, "review", "mood").examples)
+        load_labelled_file(data, "review", "mood").examples
+    )
     for png in ("confusion_matrix.png", "calibration.png", "learning_curves.png"):
         assert (model_dir / "evaluation" / png).read_bytes()[:4] == b"\x89PNG"
 
     other = tmp_path / "other.csv"
     other.write_text("text,label\nwonderful film,positive\nawful film,negative\nit was a film,neutral\n")
     out = tmp_path / "eval"
-    done = subprocess.run([sys.executable, "-m", "training", "evaluate", "--model-dir", str(model_dir),
-                           "--data", str(other), "--output", str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "evaluate",
+            "--model-dir",
+            str(model_dir),
+            "--data",
+            str(other),
+            "--output",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "evaluation.json").read_text())
-    assert report["metrics"]["examples"] == 3
+    assert report["overall"]["examples"] == 3
     assert report["data"].endswith("other.csv")
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nonly,one\nclass,one\n")
-    done = subprocess.run([sys.executable, "-m", "training", "train", "--data", str(bad), "--run-dir",
-                           str(tmp_path / "r")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "train", "--data", str(bad), "--run-dir", str(tmp_path / "r")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "single class" in done.stderr
     assert "Traceback" not in done.stderr

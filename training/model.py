@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from training.tokenizer import PAD_ID
+from model_runtime.contract import PAD_ID
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,27 @@ class BiLSTMClassifier(nn.Module):
 
         A length of 0 (a text with no tokens) is scored as a single padding token, as the ONNX graph does.
         """
-        steps = input_ids.shape[1]
+        return self.classify_embedded(self.embedding(input_ids), lengths, packed)
+
+    def encode(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM's states (B, T, 2H) = [forward ; backward] (language-model pretraining reads them)."""
         lengths = lengths.clamp(min=1)
-        mask = torch.arange(steps, device=input_ids.device)[None, :] < lengths[:, None]  # (B, T)
-        x = self.dropout(self.embedding(input_ids))  # (B, T, E)
+        mask = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :] < lengths[:, None]  # (B, T)
+        return self._per_direction_lstm(self.dropout(self.embedding(input_ids)), lengths, mask)
+
+    def classify_embedded(self, embedded: torch.Tensor, lengths: torch.Tensor, packed: bool = False) -> torch.Tensor:
+        """Logits (B, C) from already embedded tokens (B, T, E): adversarial training perturbs them."""
+        steps = embedded.shape[1]
+        lengths = lengths.clamp(min=1)
+        mask = torch.arange(steps, device=embedded.device)[None, :] < lengths[:, None]  # (B, T)
+        x = self.dropout(embedded)  # (B, T, E)
         out = self._packed_lstm(x, lengths) if packed else self._per_direction_lstm(x, lengths, mask)
         out = out * mask[:, :, None]  # (B, T, 2H), zero past each length
         pooled_max = out.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)  # (B, 2H)
         pooled_mean = out.sum(dim=1) / lengths[:, None].to(out.dtype)  # (B, 2H)
         features = torch.cat([pooled_max, pooled_mean], dim=1)  # (B, 4H)
-        return self.head(self.dropout(features))  # (B, C)
+        logits: torch.Tensor = self.head(self.dropout(features))  # (B, C)
+        return logits
 
     def _packed_lstm(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -97,8 +108,9 @@ class BiLSTMClassifier(nn.Module):
 
     def _one_direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
         """One direction of one layer of self.lstm, run forward in time over x (B, T, in)."""
-        weights = [getattr(self.lstm, f"{name}_l{layer}{suffix}")
-                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights = [
+            getattr(self.lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
         zeros = x.new_zeros(1, x.shape[0], self.config.hidden_size)
         # The ATen op behind nn.LSTM: (input, (h0, c0), weights, has_biases, num_layers, dropout, train,
         # bidirectional, batch_first).

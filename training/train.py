@@ -23,12 +23,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 from tqdm import tqdm
 
+from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
+from training.batching import bucketed_batches, collate, predict_logits
 from training.data import Dataset, Example, Split, digest_of_hashes, split_dataset, write_split_manifest
 from training.model import BiLSTMClassifier, ModelConfig
-from training.tokenizer import PAD_ID, train_tokenizer
+from training.pretrain import pretrain
+from training.recipe import SpanSampler, adversarial_loss, calibrate, validation_record
+from training.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,18 @@ class TrainConfig:
     max_tokens: int = 800  # covers ~97% of IMDB reviews whole; longer ones keep their end
     max_samples: int | None = None  # cap on each split (tests use it to train in seconds)
     device: str = "auto"
+    tokenizer: str = "bpe"  # "word" or "bpe" (see training.tokenizer)
+    # Each epoch, this fraction of the long training texts (> SPAN_MIN_SOURCE_TOKENS tokens) also comes as
+    # one random run of 1-3 of its sentences, with the review's label, so the network sees short inputs.
+    span_fraction: float = 0.5
+    label_smoothing: float = 0.0
+    # Adversarial training (Miyato et al. 2017): also fit the loss at the embeddings moved by this much per
+    # token along the loss gradient. 0 turns it off (it doubles the cost of a step).
+    adversarial_eps: float = 0.0
+    # Language-model pretraining of the embedding and LSTM on the training texts before the classifier
+    # (training.pretrain); 0 epochs turns it off.
+    pretrain_epochs: int = 0
+    pretrain_learning_rate: float = 2e-3
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields other than vocab/classes
 
 
@@ -70,150 +87,198 @@ def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
     return [enc.ids for enc in tokenizer.encode_batch([ex.text for ex in examples])]
 
 
-def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffle, then sort by length inside pools of 50 batches so a batch holds texts of similar length."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    pool = batch_size * 50
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lengths.__getitem__)
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad with PAD_ID: (B, T) int64 ids and (B,) int64 true lengths."""
-    lengths = torch.tensor([len(x) for x in ids], dtype=torch.int64)
-    steps = max(1, int(lengths.max()))
-    batch = torch.full((len(ids), steps), PAD_ID, dtype=torch.int64)
-    for row, x in enumerate(ids):
-        batch[row, : len(x)] = torch.tensor(x, dtype=torch.int64)
-    return batch.to(device), lengths.to(device)
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, ids: list[list[int]], device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    model.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = torch.empty(len(ids), model.config.num_classes)
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        out[rows] = model(*collate([ids[i] for i in rows], device)).float().cpu()
-    return out
-
-
 def _cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
     if n is None or n >= len(examples):
         return examples
     return random.Random(seed).sample(examples, n)
 
 
-def train(dataset: Dataset, run_dir: Path, config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train on ``dataset``'s split, writing the run directory; returns the run summary (run.json)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
+class _Run:
+    """One training run: the model, its optimiser, the encoded data and the history so far."""
 
-    split = split_dataset(dataset)
-    train_set = _cap(split.train, config.max_samples, config.seed)
-    val_set = _cap(split.validation, config.max_samples, config.seed + 1)
-    log.info("split sizes %s; training on %d, validating on %d, device %s",
-             split.sizes(), len(train_set), len(val_set), device)
+    def __init__(self, dataset: Dataset, split: Split, run_dir: Path, config: TrainConfig, resume: bool) -> None:
+        self.config, self.run_dir, self.ckpt_dir = config, run_dir, run_dir / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(config.device)
+        seed_everything(config.seed)
+        train_set = _cap(split.train, config.max_samples, config.seed)
+        val_set = _cap(split.validation, config.max_samples, config.seed + 1)
+        log.info(
+            "split %s; training on %d, validating on %d, device %s",
+            split.sizes_by_source(),
+            len(train_set),
+            len(val_set),
+            self.device,
+        )
+        tokenizer = self._tokenizer(train_set, resume)
+        write_split_manifest(split, run_dir / SPLITS_FILE)
+        self.model_config = ModelConfig(tokenizer.get_vocab_size(), len(dataset.labels), **config.model)
+        self.model = BiLSTMClassifier(self.model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5, patience=0)
+        self.train_ids, self.val_ids = encode(tokenizer, train_set), encode(tokenizer, val_set)
+        self.train_labels = [ex.label for ex in train_set]
+        self.val_labels = torch.tensor([ex.label for ex in val_set])
+        self.val_sources = [ex.source for ex in val_set]
+        self.spans = SpanSampler(tokenizer, self.train_ids, self.train_labels)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.summary = _run_summary(dataset, split, config, self.model_config, len(train_set), len(val_set))
+        self.history: list[dict[str, Any]] = []
+        self.best_score, self.best_epoch, self.start_epoch = -1.0, 0, 1
 
-    tokenizer_path = run_dir / "tokenizer.json"
-    if resume and tokenizer_path.exists():
-        from tokenizers import Tokenizer
+    def _tokenizer(self, train_set: list[Example], resume: bool) -> Tokenizer:
+        path = self.run_dir / TOKENIZER_FILE
+        if resume and path.exists():
+            return Tokenizer.from_file(str(path))
+        c = self.config
+        tokenizer = train_tokenizer(
+            (ex.text for ex in train_set), c.vocab_size, c.max_tokens, c.min_frequency, c.tokenizer
+        )
+        tokenizer.save(str(path))
+        return tokenizer
 
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    else:
-        tokenizer = train_tokenizer((ex.text for ex in train_set), config.vocab_size, config.max_tokens,
-                                    config.min_frequency)
-        tokenizer.save(str(tokenizer_path))
-    write_split_manifest(split, run_dir / "splits.tsv")
+    def resume_or_pretrain(self, resume: bool) -> None:
+        """Continue from last.pt, or (a fresh run) pretrain the encoder as a language model when asked."""
+        last = self.ckpt_dir / "last.pt"
+        if resume and last.exists():
+            state = torch.load(last, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.history, self.best_score, self.best_epoch = state["history"], state["best_acc"], state["best_epoch"]
+            self.start_epoch = state["epoch"] + 1
+            torch.set_rng_state(state["torch_rng"])
+            previous = json.loads((self.run_dir / "run.json").read_text())
+            if "pretraining" in previous:
+                self.summary["pretraining"] = previous["pretraining"]
+            log.info(
+                "resumed after epoch %d (best score %.4f at epoch %d)", state["epoch"], self.best_score, self.best_epoch
+            )
+        elif self.config.pretrain_epochs:
+            c = self.config
+            self.summary["pretraining"] = pretrain(
+                self.model,
+                self.train_ids,
+                c.pretrain_epochs,
+                c.batch_size,
+                c.pretrain_learning_rate,
+                c.seed,
+                self.device,
+            )
+        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
 
-    model_config = ModelConfig(vocab_size=tokenizer.get_vocab_size(), num_classes=len(dataset.labels),
-                               **config.model)
-    model = BiLSTMClassifier(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
-
-    train_ids, val_ids = encode(tokenizer, train_set), encode(tokenizer, val_set)
-    train_labels = torch.tensor([ex.label for ex in train_set])
-    val_labels = torch.tensor([ex.label for ex in val_set])
-
-    summary = _run_summary(dataset, split, config, model_config, len(train_set), len(val_set))
-    (run_dir / "run.json").write_text(json.dumps(summary, indent=2))
-
-    history: list[dict[str, float]] = []
-    best_acc, best_epoch, start_epoch = -1.0, 0, 1
-    if resume and (ckpt_dir / "last.pt").exists():
-        state = torch.load(ckpt_dir / "last.pt", map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best_acc, best_epoch = state["history"], state["best_acc"], state["best_epoch"]
-        start_epoch = state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed after epoch %d (best validation accuracy %.4f at epoch %d)",
-                 state["epoch"], best_acc, best_epoch)
-
-    loss_fn = nn.CrossEntropyLoss()
-    lengths = [len(x) for x in train_ids]
-    for epoch in range(start_epoch, config.epochs + 1):
-        if epoch - best_epoch > config.patience and best_epoch > 0:
-            log.info("early stop: no better validation accuracy since epoch %d", best_epoch)
-            break
+    def epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training texts plus this epoch's sentence spans, then validation."""
+        c, model = self.config, self.model
         model.train()
-        batches = bucketed_batches(lengths, config.batch_size, random.Random(config.seed * 1000 + epoch))
-        started, seen, total_loss = time.perf_counter(), 0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
+        rng = random.Random(c.seed * 1000 + epoch)
+        span_ids, span_labels = self.spans.sample(c.span_fraction, rng)
+        ids_all, labels_all = self.train_ids + span_ids, torch.tensor(self.train_labels + span_labels)
+        started, seen, total = time.perf_counter(), 0, 0.0
+        bar = tqdm(
+            bucketed_batches([len(x) for x in ids_all], c.batch_size, rng),
+            desc=f"epoch {epoch}/{c.epochs}",
+            unit="batch",
+            leave=False,
+        )
         for rows in bar:
-            ids, lens = collate([train_ids[i] for i in rows], device)
-            loss = loss_fn(model(ids, lens), train_labels[rows].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            seen += len(rows)
-            total_loss += loss.item() * len(rows)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", reviews_s=f"{seen / (time.perf_counter() - started):.0f}")
-        train_seconds = time.perf_counter() - started
+            ids, lens = collate([ids_all[i] for i in rows], self.device)
+            loss = adversarial_loss(model, ids, lens, labels_all[rows].to(self.device), self.loss_fn, c.adversarial_eps)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
+            nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            seen, total = seen + len(rows), total + loss.item() * len(rows)
+            bar.set_postfix(loss=f"{total / seen:.4f}", texts_s=f"{seen / (time.perf_counter() - started):.0f}")
+        seconds = time.perf_counter() - started
+        logits = predict_logits(model, self.val_ids, self.device)
+        return {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "train_texts": seen,
+            "span_texts": len(span_ids),
+            **validation_record(logits, self.val_labels, self.val_sources),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_reviews_per_s": seen / seconds,
+            "train_seconds": seconds,
+        }
 
-        logits = predict_logits(model, val_ids, device)
-        val_loss = loss_fn(logits, val_labels).item()
-        val_acc = (logits.argmax(1) == val_labels).float().mean().item()
-        scheduler.step(val_acc)
-        record = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
-                  "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                  "train_reviews_per_s": seen / train_seconds, "train_seconds": train_seconds}
-        history.append(record)
-        improved = val_acc > best_acc
+    def keep(self, record: dict[str, Any]) -> bool:
+        """Record the epoch, save last.pt (and best.pt if it improved); True if it did."""
+        self.scheduler.step(record["selection"])
+        self.history.append(record)
+        improved = bool(record["selection"] > self.best_score)
         if improved:
-            best_acc, best_epoch = val_acc, epoch
-            torch.save({"model": model.state_dict(), "model_config": model_config.to_dict(), "epoch": epoch,
-                        "val_accuracy": val_acc}, ckpt_dir / "best.pt")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "history": history, "best_acc": best_acc,
-                    "best_epoch": best_epoch, "epoch": epoch, "torch_rng": torch.get_rng_state()},
-                   ckpt_dir / "last.pt")
-        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-        tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f}  val loss {val_loss:.4f}  "
-                   f"val acc {val_acc:.4f}{'  (best)' if improved else ''}  "
-                   f"{record['train_reviews_per_s']:.0f} reviews/s")
+            self.best_score, self.best_epoch = record["selection"], record["epoch"]
+            torch.save(
+                {
+                    "model": self.model.state_dict(),
+                    "model_config": self.model_config.to_dict(),
+                    "epoch": record["epoch"],
+                    "val_accuracy": record["val_accuracy"],
+                    "selection": self.best_score,
+                },
+                self.ckpt_dir / "best.pt",
+            )
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "history": self.history,
+                "best_acc": self.best_score,
+                "best_epoch": self.best_epoch,
+                "epoch": record["epoch"],
+                "torch_rng": torch.get_rng_state(),
+            },
+            self.ckpt_dir / "last.pt",
+        )
+        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        return improved
 
-    summary["training"] = {"device": str(device), "epochs_run": len(history), "best_epoch": best_epoch,
-                           "best_val_accuracy": best_acc,
-                           "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
-    (run_dir / "run.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    def finish(self) -> dict[str, Any]:
+        """Calibrate the best checkpoint and write the run summary."""
+        calibration = calibrate(self.ckpt_dir / "best.pt", self.model, self.val_ids, self.val_labels, self.device)
+        h = self.history
+        self.summary["training"] = {
+            "device": str(self.device),
+            "epochs_run": len(h),
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": h[self.best_epoch - 1]["val_accuracy"] if h else None,
+            "best_val_selection": self.best_score,
+            **calibration,
+            "train_seconds": round(sum(r["train_seconds"] for r in h), 1),
+        }
+        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
+        return self.summary
 
 
-def _run_summary(dataset: Dataset, split: Split, config: TrainConfig, model_config: ModelConfig,
-                 n_train: int, n_val: int) -> dict[str, Any]:
+def train(
+    dataset: Dataset, run_dir: Path, config: TrainConfig, resume: bool = False, split: Split | None = None
+) -> dict[str, Any]:
+    """Train on ``dataset``'s split (``split``, when the caller made it already), writing the run directory;
+    returns the run summary (run.json)."""
+    run = _Run(dataset, split or split_dataset(dataset), run_dir, config, resume)
+    run.resume_or_pretrain(resume)
+    for epoch in range(run.start_epoch, config.epochs + 1):
+        if run.best_epoch > 0 and epoch - run.best_epoch > config.patience:
+            log.info("early stop: no better validation score since epoch %d", run.best_epoch)
+            break
+        record = run.epoch(epoch)
+        improved = run.keep(record)
+        by_source = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_source"].items())
+        tqdm.write(
+            f"epoch {epoch}: train loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}  "
+            f"val acc {by_source}{'  (best)' if improved else ''}  {record['train_reviews_per_s']:.0f} texts/s"
+        )
+    return run.finish()
+
+
+def _run_summary(
+    dataset: Dataset, split: Split, config: TrainConfig, model_config: ModelConfig, n_train: int, n_val: int
+) -> dict[str, Any]:
     return {
         "labels": list(dataset.labels),
         "data": {
@@ -221,7 +286,9 @@ def _run_summary(dataset: Dataset, split: Split, config: TrainConfig, model_conf
             "spec": dataset.spec,
             "dropped_duplicates": dataset.dropped_duplicates,
             "split_seed": split.seed,
+            "split_seeds": split.seeds,
             "split_sizes": split.sizes(),
+            "split_sizes_by_source": split.sizes_by_source(),
             "used_for_training": {"train": n_train, "validation": n_val},
             "split_sha256": {name: digest_of_hashes(h) for name, h in split.hashes.items()},
         },

@@ -1,0 +1,59 @@
+"""The model runtime: everything needed to load a model directory and score texts with it.
+
+The bottom layer of the project. It knows the model-directory contract (file names, graph inputs and
+outputs, special token ids, padding, file hashes), the typed model card, the ``Predictor`` (one
+onnxruntime session and one tokenizer) and occlusion explanations. It imports numpy, onnxruntime and
+tokenizers only: no web framework, no torch, and nothing of ``training``, ``service`` or the client.
+"""
+
+from model_runtime.card import CardError, FileEntry, ModelCard, read_card, write_card
+from model_runtime.contract import (
+    CARD_FILE,
+    INPUT_IDS,
+    LENGTHS,
+    LOGITS,
+    MODEL_FILE,
+    PAD_ID,
+    PROBABILITIES,
+    SPLITS_FILE,
+    TOKENIZER_FILE,
+    UNK_ID,
+    file_sha256,
+    length_groups,
+    pad_ids,
+)
+from model_runtime.explain import Explanation, WordWeight, explain
+from model_runtime.predictor import ModelLoadError, Prediction, Predictor
+from model_runtime.session import CPU_PROVIDER, CUDA_PROVIDER, Provider, available_cpus, session_options
+
+__all__ = [
+    "CARD_FILE",
+    "CPU_PROVIDER",
+    "CUDA_PROVIDER",
+    "INPUT_IDS",
+    "LENGTHS",
+    "LOGITS",
+    "MODEL_FILE",
+    "PAD_ID",
+    "PROBABILITIES",
+    "SPLITS_FILE",
+    "TOKENIZER_FILE",
+    "UNK_ID",
+    "CardError",
+    "Explanation",
+    "FileEntry",
+    "ModelCard",
+    "ModelLoadError",
+    "Prediction",
+    "Predictor",
+    "Provider",
+    "WordWeight",
+    "available_cpus",
+    "explain",
+    "file_sha256",
+    "length_groups",
+    "pad_ids",
+    "read_card",
+    "session_options",
+    "write_card",
+]

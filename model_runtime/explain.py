@@ -1,0 +1,75 @@
+"""Occlusion explanations from the ONNX model alone (so they work in the serving image, without torch).
+
+A text is scored once as it is and once per word with that word's tokens replaced by one ``[UNK]``, all
+rows in length groups. A word's weight for a label is the change in that label's log-odds when the word is
+removed: log-odds(label | text) - log-odds(label | text without the word); positive where the word pushed
+towards the label, +1 means it multiplied the label's odds by e. Log-odds, unlike probabilities, still show
+a word's pull when the prediction is near-certain. Words are the tokenizer's pre-tokenised words (a
+sub-word vocabulary may spell one word with several pieces), with character offsets into the text as sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+import numpy.typing as npt
+
+from model_runtime.contract import UNK_ID
+from model_runtime.predictor import Prediction, Predictor
+
+
+@dataclass(frozen=True, slots=True)
+class WordWeight:
+    """One word of the text as the model saw it: its original characters ``text[start:end]`` and how much
+    it pushed each label's log-odds (None before the explained window)."""
+
+    text: str
+    start: int
+    end: int
+    weights: dict[str, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    prediction: Prediction
+    words: list[WordWeight]
+    explained_tokens: int  # the last ``explained_tokens`` words carry weights
+    capped: bool  # the text had more words than the explanation cap
+
+
+def explain(predictor: Predictor, text: str, max_words: int, max_batch_tokens: int | None = None) -> Explanation:
+    """Weights for the last ``max_words`` words of ``text`` (each costs one extra model row); earlier
+    words come back with ``weights=None`` and the explanation says ``capped``."""
+    encoding = predictor.tokenizer.encode(text, add_special_tokens=False)
+    ids = encoding.ids
+    # (first token, end token) of each word, in order; word_ids group a word's pieces.
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for _, pieces in groupby(encoding.word_ids):
+        count = len(list(pieces))
+        spans.append((position, position + count))
+        position += count
+    first = max(0, len(spans) - max_words)
+    rows = [ids] + [[*ids[:a], UNK_ID, *ids[b:]] for a, b in spans[first:]]
+    probs = predictor.grouped_probabilities(rows, max_batch_tokens)
+    log_odds = _log_odds(probs)
+    words = []
+    for k, (a, b) in enumerate(spans):
+        start, end = encoding.offsets[a][0], encoding.offsets[b - 1][1]
+        weights = None
+        if k >= first:
+            delta = (log_odds[0] - log_odds[1 + k - first]).round(4).tolist()
+            weights = dict(zip(predictor.labels, delta, strict=True))
+        words.append(WordWeight(text[start:end], start, end, weights))
+    return Explanation(predictor.prediction(probs[0].tolist(), encoding), words, len(spans) - first, first > 0)
+
+
+def _log_odds(probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """(R, C) log-odds of each label against all others, from the small probabilities (exact even where a
+    float32 probability has rounded to 1.0)."""
+    log_p = np.log(np.maximum(probs.astype(np.float64), np.finfo(np.float64).tiny))
+    others = [np.logaddexp.reduce(np.delete(log_p, j, axis=1), axis=1) for j in range(log_p.shape[1])]
+    result: npt.NDArray[np.float64] = log_p - np.stack(others, axis=1)
+    return result

@@ -1,0 +1,78 @@
+"""The asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from sentiment_client.common import ClientBase, check_texts, chunks
+from sentiment_client.results import Explanation, Prediction, explanation_from, prediction_from
+
+
+class AsyncSentimentClient(ClientBase):
+    """The asyncio twin of :class:`SentimentClient`: the same methods, awaited."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        max_retry_wait: float = 30.0,
+        batch_size: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, max_retries, max_retry_wait, batch_size)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        check_texts(texts)
+        size = self.batch_size or (await self.limits())["max_client_batch"]
+        out: list[Prediction] = []
+        for chunk in chunks(texts, size):
+            answer = await self._request("POST", "/predict", {"texts": chunk})
+            out += [prediction_from(p) for p in answer["predictions"]]
+        return out
+
+    async def predict_one(self, text: str) -> Prediction:
+        return prediction_from((await self._request("POST", "/predict", {"text": text}))["predictions"][0])
+
+    async def explain(self, texts: Sequence[str]) -> list[Explanation]:
+        check_texts(texts)
+        size = (await self.limits())["max_explain_texts"]
+        out: list[Explanation] = []
+        for chunk in chunks(texts, size):
+            answer = await self._request("POST", "/explain", {"texts": chunk})
+            out += [explanation_from(e) for e in answer["explanations"]]
+        return out
+
+    async def limits(self) -> dict[str, int]:
+        if self._limits is None:
+            self._limits = (await self._request("GET", "/model"))["limits"]
+        return self._limits
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        retry = self.retry_budget()
+        while True:
+            try:
+                response = await self._http.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                await asyncio.sleep(retry.delay_after(failure=exc))
+                continue
+            if response.is_success:
+                return response.json()
+            await asyncio.sleep(retry.delay_after(response))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncSentimentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

