@@ -34,7 +34,9 @@ from model_runtime import Predictor
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 8, 64, 256)
-WORKLOADS = {"short": 1, "single": 1, "batch32": 32, "batch64": 64}  # name -> texts per request
+WORKLOADS = {"short": 1, "single": 1, "batch32": 32, "batch64": 64, "explain8": 8}  # name -> texts per request
+OVERLOAD = 256  # concurrency of the overload point: 4x the 64 clients of the normal top point
+EXPLAIN_FLOOD = 24  # /explain clients with 8 long reviews each, while 8 clients send one-line /predict
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
         lines: list[dict[str, str | list[str]]]
         if name == "short":
             lines = [{"text": SHORT_TEXT}]
+        elif name == "explain8":
+            long_reviews = sorted(reviews, key=len)[-64:]
+            lines = [{"texts": [long_reviews[(i + j) % 64] for j in range(texts)]} for i in range(64)]
         elif texts == 1:
             lines = [{"text": r} for r in reviews]
         else:
@@ -108,13 +113,12 @@ def start(cmd: list[str], env: dict[str, str], port: int, log: Path | None = Non
 
 
 def service_env(args: argparse.Namespace, port: int) -> dict[str, str]:
-    """The service's settings for a run: the provider's, quiet logs, a queue that never refuses, plus --env."""
+    """The service's settings for a run: its defaults (admission included), the provider's, quiet logs, --env."""
     return {
         "SENTIMENT_MODEL_DIR": str(args.model_dir),
         "SENTIMENT_PORT": str(port),
         "SENTIMENT_PROVIDER": args.provider,
         "SENTIMENT_LOG_LEVEL": "warning",
-        "SENTIMENT_MAX_QUEUE": "100000",
         **PROFILES[args.provider].env,
         **dict(item.split("=", 1) for item in args.env),
     }
@@ -129,7 +133,19 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(15)
 
 
-def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
+def wrk(port: int, bodies: Path, concurrency: int, duration: float, path: str = "/predict") -> dict[str, Any]:
+    out = subprocess.run(
+        wrk_command(port, bodies, concurrency, duration, path),
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def wrk_command(port: int, bodies: Path, concurrency: int, duration: float, path: str) -> list[str]:
     threads = min(2, concurrency)
     command = [
         "wrk",
@@ -146,10 +162,38 @@ def wrk(port: int, bodies: Path, concurrency: int, duration: float) -> dict[str,
         f"http://127.0.0.1:{port}",
         "--",
         str(bodies),
+        path,
     ]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True)
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return command
+
+
+def explain_flood(port: int, files: dict[str, Path], duration: float) -> dict[str, Any]:
+    """One-line /predict from 8 clients while EXPLAIN_FLOOD clients send /explain with 8 long reviews each,
+    both from wrk (which ignores Retry-After): the /predict latency an explanation flood leaves."""
+    flood = subprocess.Popen(
+        wrk_command(port, files["explain8"], EXPLAIN_FLOOD, duration + 2, "/explain"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # the flood is on before the predictions start
+    predict = wrk(port, files["short"], 8, duration)
+    out, _ = flood.communicate(timeout=duration + 60)
+    explain = json.loads(out.strip().splitlines()[-1])
+    row = {
+        "predict_p50_ms": predict["p50_us"] / 1000,
+        "predict_p99_ms": predict["p99_us"] / 1000,
+        "predict_requests": predict["requests"],
+        "predict_statuses": predict["statuses"],
+        "predict_5xx": sum(v for k, v in predict["statuses"].items() if k.startswith("5")),
+        "explain_statuses": explain["statuses"],
+        "explain_requests": explain["requests"],
+    }
+    print(
+        f"  explain flood: /predict p50 {row['predict_p50_ms']:.1f} ms, p99 {row['predict_p99_ms']:.1f} ms, "
+        f"statuses {predict['statuses']}; /explain statuses {explain['statuses']}",
+        flush=True,
+    )
+    return row
 
 
 def measure_server(
@@ -307,6 +351,9 @@ def main() -> None:
                 ceiling_probe(args, profile, ceiling["best"], reviews),
             )
             results["service_rss_mb_after_load"] = rss_mb(service.pid)
+            if args.provider == "cpu":
+                wait_idle(port)
+                results["explain_flood"] = explain_flood(port, files, args.duration)
         finally:
             stop(service)
         if not args.skip_baseline:
@@ -441,8 +488,58 @@ def markdown(results: dict[str, Any]) -> str:
         f"Service start to /readyz 200: {results['service_start_to_ready_s']:.2f} s; resident memory after "
         f"the load: {results['service_rss_mb_after_load']:.0f} MB.",
         "",
+        *overload_lines(results),
     ]
     return "\n".join(lines)
+
+
+def overload_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per workload: goodput (200-answered reviews/s) at the overload point over the best below it."""
+    rows = []
+    for workload in dict.fromkeys(r["workload"] for r in results["service"]):
+        mine = [r for r in results["service"] if r["workload"] == workload]
+        over = [r for r in mine if r["concurrency"] >= OVERLOAD]
+        normal = [r["reviews_per_s"] for r in mine if r["concurrency"] < OVERLOAD]
+        if over and normal:
+            statuses: dict[str, int] = {}
+            for run in over[0]["statuses"]:
+                for k, v in run.items():
+                    statuses[k] = statuses.get(k, 0) + v
+            rows.append(
+                {
+                    "workload": workload,
+                    "concurrency": over[0]["concurrency"],
+                    "goodput": over[0]["reviews_per_s"],
+                    "best_normal": max(normal),
+                    "ratio": over[0]["reviews_per_s"] / max(normal),
+                    "statuses": statuses,
+                }
+            )
+    return rows
+
+
+def overload_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "Overload (wrk ignores Retry-After) and an explanation flood, same run:",
+        "",
+        "| workload | clients | goodput reviews/s | best below overload | ratio | answers |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['workload']} | {r['concurrency']} | {r['goodput']:.0f} | {r['best_normal']:.0f} | "
+        f"{r['ratio']:.2f} | {r['statuses']} |"
+        for r in overload_summary(results)
+    ]
+    flood = results.get("explain_flood")
+    if flood:
+        lines += [
+            "",
+            f"Explain flood ({EXPLAIN_FLOOD} clients x 8 long reviews on /explain, 8 clients of one-line "
+            f"/predict): /predict p50 {flood['predict_p50_ms']:.1f} ms, p99 {flood['predict_p99_ms']:.1f} ms, "
+            f"{flood['predict_5xx']} answers 5xx of {flood['predict_requests']}; /explain answers "
+            f"{flood['explain_statuses']}.",
+        ]
+    return [*lines, ""]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,6 @@
--- wrk script: POST /predict with bodies taken in turn from a file (one JSON body per line).
---   wrk -s bench/wrk_predict.lua -c 64 -t 2 -d 10s http://127.0.0.1:8000 -- bodies.jsonl
+-- wrk script: POST /predict (or the path given second) with bodies taken in turn from a file (one JSON body
+-- per line). Like clients that ignore Retry-After, it sends the next request as soon as an answer comes.
+--   wrk -s bench/wrk_predict.lua -c 64 -t 2 -d 10s http://127.0.0.1:8000 -- bodies.jsonl [/explain]
 -- Prints one JSON line: requests, duration, latency percentiles (microseconds), statuses, socket errors.
 local threads = {}
 
@@ -13,12 +14,13 @@ function init(args)
     bodies[#bodies + 1] = line
   end
   position = math.random(#bodies)
+  path = args[2] or "/predict"
   statuses = {}
 end
 
 function request()
   position = position % #bodies + 1
-  return wrk.format("POST", "/predict", { ["Content-Type"] = "application/json" }, bodies[position])
+  return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, bodies[position])
 end
 
 function response(status, headers, body)

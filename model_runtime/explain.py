@@ -10,6 +10,7 @@ sub-word vocabulary may spell one word with several pieces), with character offs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -39,9 +40,16 @@ class Explanation:
     capped: bool  # the text had more words than the explanation cap
 
 
-def explain(predictor: Predictor, text: str, max_words: int, max_batch_tokens: int | None = None) -> Explanation:
+def explain(
+    predictor: Predictor,
+    text: str,
+    max_words: int,
+    max_batch_tokens: int | None = None,
+    run: Callable[[list[list[int]]], npt.NDArray[np.float32]] | None = None,
+) -> Explanation:
     """Weights for the last ``max_words`` words of ``text`` (each costs one extra model row); earlier
-    words come back with ``weights=None`` and the explanation says ``capped``."""
+    words come back with ``weights=None`` and the explanation says ``capped``. The rows are scored in
+    length groups, each by ``run`` (default: the predictor's own session), so a caller can schedule them."""
     encoding = predictor.tokenizer.encode(text, add_special_tokens=False)
     ids = encoding.ids
     # (first token, end token) of each word, in order; word_ids group a word's pieces.
@@ -53,7 +61,7 @@ def explain(predictor: Predictor, text: str, max_words: int, max_batch_tokens: i
         position += count
     first = max(0, len(spans) - max_words)
     rows = [ids] + [[*ids[:a], UNK_ID, *ids[b:]] for a, b in spans[first:]]
-    probs = predictor.grouped_probabilities(rows, max_batch_tokens)
+    probs = predictor.grouped_probabilities(rows, max_batch_tokens, run=run)
     log_odds = _log_odds(probs)
     words = []
     for k, (a, b) in enumerate(spans):

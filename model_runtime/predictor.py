@@ -9,6 +9,7 @@ touches numpy arrays, session options or execution providers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,12 +141,18 @@ class Predictor:
         return [self.prediction(p, enc) for p, enc in zip(probs.tolist(), encodings, strict=True)]
 
     def grouped_probabilities(
-        self, ids: list[list[int]], max_batch_tokens: int | None = None, max_batch_size: int | None = None
+        self,
+        ids: list[list[int]],
+        max_batch_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        run: Callable[[list[list[int]]], FloatArray] | None = None,
     ) -> FloatArray:
-        """(B, C) probabilities in input order, run in length groups (see ``length_groups``)."""
+        """(B, C) probabilities in input order, run in length groups (see ``length_groups``), each by ``run``
+        (default: ``self.probabilities``)."""
+        run = run or self.probabilities
         probs = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         for rows in length_groups([len(x) for x in ids], max_batch_tokens, max_batch_size):
-            probs[rows] = self.probabilities([ids[i] for i in rows])
+            probs[rows] = run([ids[i] for i in rows])
         return probs
 
     def prediction(self, probs: list[float], encoding: Encoding) -> Prediction:

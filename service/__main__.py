@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 import tempfile
-from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -17,26 +16,18 @@ from service.app import create_app
 from service.config import Settings
 from service.engine import load_model
 from service.logs import configure_logging
+from service.swap import CONTROL_DIR_ENV, controlled_model_dir
 
 log = logging.getLogger("service")
 
 
-class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT, turn /readyz to 503 at once; uvicorn then stops accepting connections and
-    lets in-flight requests finish (up to SENTIMENT_SHUTDOWN_GRACE_S) before the lifespan drains the queue."""
-
-    def __init__(self, config: uvicorn.Config, on_exit: object) -> None:
-        super().__init__(config)
-        self._on_exit = on_exit
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._on_exit()  # type: ignore[operator]
-        super().handle_exit(sig, frame)
-
-
 def app_from_environment() -> FastAPI:
-    """The app of one of several server processes (SENTIMENT_PROCESSES > 1); its lifespan loads the model."""
+    """The app of one of several server processes (SENTIMENT_PROCESSES > 1); its lifespan loads the model,
+    from the directory the last model swap asked for, if any."""
     settings = Settings()
+    swapped = controlled_model_dir()
+    if swapped is not None:
+        settings = settings.model_copy(update={"model_dir": swapped})
     configure_logging(settings.log_level)
     return create_app(settings)
 
@@ -70,10 +61,12 @@ def main() -> int:
         del predictor
         with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            os.environ[CONTROL_DIR_ENV] = metrics_dir  # where a model swap tells new processes what to load
             uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes, **options)
         return 0
-    app = create_app(settings, predictor=predictor)
-    server = DrainingServer(uvicorn.Config(app, **options), on_exit=app.state.service.begin_draining)
+    # SIGTERM turns /readyz to 503 at once (service.swap.install_signal_handlers, from the lifespan); uvicorn then
+    # stops accepting, lets in-flight requests finish (up to SENTIMENT_SHUTDOWN_GRACE_S) and the lifespan drains.
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, predictor=predictor), **options))
     server.run()
     return 0 if server.started else 3
 

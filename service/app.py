@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 
 from model_runtime import Predictor
-from service import routes
+from service import admin, oip, routes
 from service.config import Settings
 from service.deps import Service
 from service.engine import Engine, load_model
@@ -17,6 +18,7 @@ from service.errors import error_for, install_error_handlers
 from service.fastpath import FastPath
 from service.middleware import RequestContextMiddleware
 from service.schemas import ErrorResponse, make_predict_request
+from service.swap import install_signal_handlers
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         if service.draining:
             engine.begin_draining()
         await engine.start(wait_for_warm_up=settings.processes > 1)
+        install_signal_handlers(engine, service.begin_draining)
         try:
             yield
         finally:
@@ -50,9 +53,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     )
     app.state.service = service
     routes.register(app, settings.max_explain_texts, settings.max_explain_tokens)
-    app.openapi = routes.openapi_with_request_schemas(  # type: ignore[method-assign]  # FastAPI's documented way
-        app, [service.predict_request, service.explain_request]
-    )
+    app.include_router(oip.router)
+    request_models: list[type[BaseModel]] = [service.predict_request, service.explain_request]
+    if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
+        admin.register_admin(app)
+        request_models.append(admin.SwapRequest)
+    app.openapi = routes.openapi_with_request_schemas(app, request_models)  # type: ignore[method-assign]  # FastAPI's documented way
     install_error_handlers(app, settings, service.metrics)
     # Innermost first: the fast path sits right in front of FastAPI's router, the request middleware outside it.
     app.add_middleware(

@@ -1,11 +1,18 @@
-"""Dynamic batching: one bounded queue, one consumer, ``workers`` inference threads.
+"""Dynamic batching with admission by cost: one bounded queue, one consumer, ``workers`` inference threads.
 
-Each request is one entry (its texts and a future). Whenever an inference thread is free, the consumer
-takes entries up to ``max_batch_size`` texts, drops those whose client has gone, runs the model on that
-thread and resolves the futures. While batches run, new requests queue up and form the next batch, so
-under load batches fill by themselves; ``max_wait_ms`` can additionally hold a batch open for stragglers.
-Several single-threaded inference threads beat one multi-threaded one on a small CPU host: no parallel
-section waits on a core that the HTTP event loop has just taken (measured: README, Performance).
+Each request is one entry (its texts, their estimated cost in tokens, and a future). Whenever an inference
+thread is free, the consumer takes entries up to ``max_batch_size`` texts, drops those whose client has
+gone, runs the model on that thread and resolves the futures. While batches run, new requests queue up
+and form the next batch, so under load batches fill by themselves; ``max_wait_ms`` can additionally hold
+a batch open for stragglers.
+
+The queue is bounded by the work it holds: ``admit`` refuses a request whose cost would take the queued
+work past ``budget()`` tokens (the engine sets that to the measured rate times the longest wait it
+allows), or past ``max_queue`` texts. ``admit`` is cheap, so the web layer calls it with an estimate
+before it has even read the body, and again with the real texts.
+
+``SideLane`` runs costly one-off jobs (explanations) on a thread of their own, bounded by cost too, so
+that they can slow each other but never take the batch workers.
 """
 
 from __future__ import annotations
@@ -13,21 +20,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-from model_runtime import Prediction
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Item = TypeVar("Item")  # one text's result
+Tag = TypeVar("Tag")  # what a batch ran on (the model), handed back with the results
 
 
 class QueueFullError(Exception):
-    """The queue holds ``max_queue`` texts already; the client should retry later."""
+    """The request's work does not fit the queue; ``retry_after`` is the expected wait in seconds."""
+
+    def __init__(self, retry_after: float, reason: str) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.reason = reason
 
 
 class NotAcceptingError(Exception):
@@ -39,37 +52,59 @@ class InferenceError(Exception):
 
 
 @dataclass(eq=False)
-class _Entry:
+class _Entry(Generic[Tag, Item]):
     texts: list[str]
-    future: asyncio.Future[list[Prediction]]
+    cost: float
+    future: asyncio.Future[tuple[Tag, list[Item]]]
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
 class BatchStats:
-    """Observer hooks (metrics); all optional."""
+    """Observer hooks (metrics, rate measurement); all optional."""
 
-    on_batch: Callable[[int, float, float], None] | None = None  # texts, inference seconds, queue wait (oldest)
+    on_batch: Callable[[int, float, float, float], None] | None = None  # texts, cost, seconds, queue wait
     on_depth: Callable[[int], None] | None = None
 
 
-class Batcher:
+class CostBudget:
+    """Queued work in tokens against a budget that follows the measured rate."""
+
+    def __init__(self, budget: Callable[[], float], rate: Callable[[], float], max_texts: int) -> None:
+        self.budget, self.rate, self.max_texts = budget, rate, max_texts
+        self.cost = 0.0
+        self.texts = 0
+
+    def check(self, cost: float, texts: int) -> None:
+        """Raise QueueFullError unless ``cost`` tokens in ``texts`` texts fit now."""
+        if self.texts + texts > self.max_texts:
+            raise QueueFullError(self.expected_wait(), f"the queue is full ({self.max_texts} texts)")
+        if self.cost + cost > self.budget() and self.cost > 0:
+            raise QueueFullError(self.expected_wait(), f"the queue is full ({self.expected_wait():.1f} s of work)")
+
+    def expected_wait(self) -> float:
+        return self.cost / max(self.rate(), 1e-9)
+
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.expected_wait()))
+
+
+class Batcher(Generic[Tag, Item]):
     def __init__(
         self,
-        predict: Callable[[list[str]], list[Prediction]],
+        run: Callable[[list[str]], tuple[Tag, list[Item]]],
         max_batch_size: int,
         max_wait_ms: float,
-        max_queue: int,
+        budget: CostBudget,
         stats: BatchStats | None = None,
         workers: int = 1,
     ) -> None:
-        self._predict = predict
+        self._run_batch_fn = run
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000
-        self._max_queue = max_queue
+        self.budget = budget
         self._stats = stats or BatchStats()
-        self._queue: deque[_Entry] = deque()
-        self._queued_texts = 0
+        self._queue: deque[_Entry[Tag, Item]] = deque()
         self._wakeup = asyncio.Event()
         self._accepting = True
         self._task: asyncio.Task[None] | None = None
@@ -80,20 +115,24 @@ class Batcher:
     @property
     def depth(self) -> int:
         """Texts waiting (not yet taken into a batch)."""
-        return self._queued_texts
+        return self.budget.texts
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
-    async def submit(self, texts: list[str]) -> list[Prediction]:
-        """Predictions for ``texts`` in order. Cancelling the caller withdraws a queued entry."""
+    def admit(self, cost: float, texts: int) -> None:
+        """Raise NotAcceptingError or QueueFullError unless work of this size can be queued now."""
         if not self._accepting:
             raise NotAcceptingError
-        if self._queued_texts + len(texts) > self._max_queue:
-            raise QueueFullError
-        entry = _Entry(texts, asyncio.get_running_loop().create_future())
+        self.budget.check(cost, texts)
+
+    async def submit(self, texts: list[str], cost: float) -> tuple[Tag, list[Item]]:
+        """Results for ``texts`` in order, with the tag of what ran them. Cancelling the caller withdraws
+        a queued entry."""
+        self.admit(cost, len(texts))
+        entry: _Entry[Tag, Item] = _Entry(texts, cost, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
-        self._set_depth(self._queued_texts + len(texts))
+        self._add(cost, len(texts))
         self._wakeup.set()
         try:
             return await entry.future
@@ -103,45 +142,23 @@ class Batcher:
                 entry.future.cancel()
             if entry in self._queue:
                 self._queue.remove(entry)
-                self._set_depth(self._queued_texts - len(texts))
+                self._add(-cost, -len(texts))
 
-    async def call(self, fn: Callable[[], T], texts: int) -> T:
-        """Run ``fn`` (work on ``texts`` texts that is not a plain batch, e.g. an explanation) on an inference
-        thread of its own, sharing the threads and the queue bound with the batches."""
-        if not self._accepting:
-            raise NotAcceptingError
-        if self._queued_texts + texts > self._max_queue:
-            raise QueueFullError
-        self._set_depth(self._queued_texts + texts)
-        try:
-            await self._free_workers.acquire()
-        finally:
-            self._set_depth(self._queued_texts - texts)
-        job = asyncio.get_running_loop().run_in_executor(self._executor, fn)
-        # The thread cannot be stopped: its slot comes back when it ends, even if the caller has gone.
-        job.add_done_callback(lambda _: self._free_workers.release())
-        try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("inference failed for a job on %d texts", texts)
-            raise InferenceError(str(exc)) from exc
-
-    def _set_depth(self, depth: int) -> None:
-        self._queued_texts = depth
+    def _add(self, cost: float, texts: int) -> None:
+        self.budget.cost += cost
+        self.budget.texts += texts
         if self._stats.on_depth:
-            self._stats.on_depth(depth)
+            self._stats.on_depth(self.budget.texts)
 
-    def _take_batch(self) -> list[_Entry]:
-        batch: list[_Entry] = []
+    def _take_batch(self) -> list[_Entry[Tag, Item]]:
+        batch: list[_Entry[Tag, Item]] = []
         size = 0
         while self._queue:
             entry = self._queue[0]
             if batch and size + len(entry.texts) > self._max_batch:
                 break
             self._queue.popleft()
-            self._set_depth(self._queued_texts - len(entry.texts))
+            self._add(-entry.cost, -len(entry.texts))
             if entry.future.done():  # client gone
                 continue
             batch.append(entry)
@@ -157,9 +174,9 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             await self._free_workers.acquire()
-            if self._max_wait and self._queued_texts < self._max_batch:
+            if self._max_wait and self.budget.texts < self._max_batch:
                 deadline = self._queue[0].enqueued + self._max_wait if self._queue else 0.0
-                while self._queued_texts < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
+                while self.budget.texts < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), delay)
@@ -173,13 +190,15 @@ class Batcher:
         if self._running:
             await asyncio.wait(set(self._running))
 
-    async def _run_batch(self, batch: list[_Entry]) -> None:
+    async def _run_batch(self, batch: list[_Entry[Tag, Item]]) -> None:
         try:
             texts = [t for entry in batch for t in entry.texts]
             waited = time.perf_counter() - batch[0].enqueued
             started = time.perf_counter()
             try:
-                predictions = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
+                tag, results = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._run_batch_fn, texts
+                )
             except Exception as exc:  # a model failure fails this batch's requests, not the service
                 log.exception("inference failed for a batch of %d texts", len(texts))
                 for entry in batch:
@@ -187,11 +206,12 @@ class Batcher:
                         entry.future.set_exception(InferenceError(str(exc)))
                 return
             if self._stats.on_batch:
-                self._stats.on_batch(len(texts), time.perf_counter() - started, waited)
+                cost = sum(entry.cost for entry in batch)
+                self._stats.on_batch(len(texts), cost, time.perf_counter() - started, waited)
             offset = 0
             for entry in batch:
                 if not entry.future.done():
-                    entry.future.set_result(predictions[offset : offset + len(entry.texts)])
+                    entry.future.set_result((tag, results[offset : offset + len(entry.texts)]))
                 offset += len(entry.texts)
         finally:
             self._free_workers.release()
@@ -202,4 +222,42 @@ class Batcher:
         self._wakeup.set()
         if self._task:
             await self._task
+        self._executor.shutdown(wait=True)
+
+
+class SideLane:
+    """One thread for costly one-off jobs, bounded by the work queued on it (``budget``)."""
+
+    def __init__(self, budget: CostBudget, name: str) -> None:
+        self.budget = budget
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._accepting = True
+
+    def admit(self, cost: float) -> None:
+        if not self._accepting:
+            raise NotAcceptingError
+        self.budget.check(cost, 1)
+
+    async def call(self, fn: Callable[[], T], cost: float) -> T:
+        """Run ``fn`` on the lane's thread once the jobs before it are done."""
+        self.admit(cost)
+        self.budget.cost += cost
+        self.budget.texts += 1
+        job = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+        def release(_: object) -> None:  # the thread cannot be stopped: its cost leaves when it ends
+            self.budget.cost -= cost
+            self.budget.texts -= 1
+
+        job.add_done_callback(release)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("inference failed for a job of cost %.0f", cost)
+            raise InferenceError(str(exc)) from exc
+
+    def drain(self) -> None:
+        self._accepting = False
         self._executor.shutdown(wait=True)

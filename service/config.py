@@ -52,7 +52,20 @@ class Settings(BaseSettings):
         ge=0,
         description="most padded tokens per model run (0 = no cap); a batch is cut into groups of similar length",
     )
-    max_queue: int = Field(1024, ge=1, description="most texts waiting; beyond it requests get 429")
+    max_queue: int = Field(16_384, ge=1, description="most texts waiting, whatever their cost; beyond it 429")
+    max_queue_seconds: float = Field(
+        8.0,
+        gt=0,
+        description="most work the queue holds, in seconds at the measured rate (tokens/s); a request "
+        "that would take it further gets 429 with Retry-After = the expected wait, before its body is parsed "
+        "when its Content-Length already tells",
+    )
+    max_concurrent_requests: int = Field(
+        2048, ge=1, description="most scoring requests in flight at once; beyond it 429 before the body is read"
+    )
+    max_explain_queue_seconds: float = Field(
+        15.0, gt=0, description="most work the /explain lane holds (rows x tokens at its measured rate)"
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="longest a request waits for its result (503)")
 
     # Input limits
@@ -70,6 +83,11 @@ class Settings(BaseSettings):
     # Access and server
     api_key: SecretStr | None = Field(
         None, description="if set, /predict and /model need 'Authorization: Bearer <key>'"
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="if set, POST /admin/model (model swap) exists and needs 'Authorization: Bearer <admin "
+        "key>'; unset, the route does not exist",
     )
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container)")
     port: int = Field(8000, ge=0, le=65535)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -13,6 +14,8 @@ from service.engine import Engine
 from service.errors import ApiError, not_ready
 from service.metrics import Metrics
 from service.schemas import PredictRequestBase
+
+log = logging.getLogger("service")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Service:
     def begin_draining(self) -> None:
         """Readiness goes 503 at once (SIGTERM); requests already accepted still get their answers."""
         self.draining = True
+        log.info("readiness off: shutting down")
         if self.engine is not None:
             self.engine.begin_draining()
 
@@ -68,6 +72,23 @@ def check_api_key(request: Request, service: Service) -> None:
             401,
             "unauthorized",
             "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def check_admin_key(request: Request, service: Service) -> None:
+    """401 unless the request carries ``Authorization: Bearer <SENTIMENT_ADMIN_KEY>``."""
+    key = service.settings.admin_key
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if (
+        key is None
+        or scheme.lower() != "bearer"
+        or not secrets.compare_digest(token.strip().encode(), key.get_secret_value().encode())
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or invalid admin key: send 'Authorization: Bearer <admin key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

@@ -1,10 +1,16 @@
-"""The inference engine: the loaded model, the batcher, warm-up, readiness and drain. It knows no HTTP.
+"""The inference engine: the model in service, the batcher and the explanation lane, admission by cost,
+warm-up, model swaps, readiness and drain. It knows no HTTP.
 
-One ``Engine`` per server process. Its lifetime: ``await engine.start()`` loads nothing (the model is
-loaded by ``load_model`` before the server listens, or in the lifespan of a worker process), builds the
-batcher with the worker count of ``plan_threads`` and starts the warm-up; ``engine.ready`` turns true
-once warm; ``engine.begin_draining()`` turns readiness off at once (SIGTERM); ``await engine.drain()``
-refuses new work and finishes what was accepted.
+One ``Engine`` per server process. ``await engine.start()`` builds the batcher with the worker count of
+``plan_threads`` and starts the warm-up (which also measures the rate that admission budgets by);
+``engine.ready`` turns true once warm; ``await engine.swap(path)`` loads, checks and warms another model
+directory and then serves it; ``engine.begin_draining()`` turns readiness off at once (SIGTERM);
+``await engine.drain()`` refuses new work and finishes what was accepted.
+
+Costs are tokens, estimated from characters (no tokenizing on the event loop): a text of n characters
+costs min(n / CHARS_PER_TOKEN, max tokens) + 1, a request body of b bytes about b / CHARS_PER_TOKEN before
+it is read. The rate is measured in the same units (cost per second of inference), so the estimate's bias
+cancels out: the queue is bounded by its expected wait.
 """
 
 from __future__ import annotations
@@ -13,10 +19,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Prediction, Predictor, available_cpus, explain
-from service.batcher import Batcher, BatchStats
+from service.batcher import Batcher, BatchStats, CostBudget, NotAcceptingError, QueueFullError, SideLane
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -24,6 +35,9 @@ log = logging.getLogger("service")
 
 # Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
 GPU_INFERENCE_WORKERS = 2
+CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a little pessimistic on purpose
+INITIAL_RATE = 50_000.0  # cost units per second until the warm-up has measured this host
+EXPLAIN_YIELD_S = 0.25  # longest an explanation waits, per model run, for queued predictions to go first
 
 
 @dataclass(frozen=True)
@@ -42,12 +56,11 @@ def plan_threads(settings: Settings, provider: str) -> ThreadPlan:
     return ThreadPlan(workers, threads)
 
 
-def load_model(settings: Settings) -> Predictor:
-    """The model of ``settings`` (raises ModelLoadError with one line on a bad directory)."""
-    expected = CUDA_PROVIDER if settings.provider == "cuda" else "cpu"
-    plan = plan_threads(settings, expected)
+def load_model(settings: Settings, model_dir: Path | None = None) -> Predictor:
+    """The model of ``settings`` (or ``model_dir``); raises ModelLoadError with one line on a bad directory."""
+    plan = plan_threads(settings, CUDA_PROVIDER if settings.provider == "cuda" else "cpu")
     return Predictor.load(
-        settings.model_dir,
+        model_dir or settings.model_dir,
         provider=settings.provider,
         intra_op_threads=plan.intra_op_threads,
         inter_op_threads=settings.inter_op_threads,
@@ -55,43 +68,150 @@ def load_model(settings: Settings) -> Predictor:
     )
 
 
+class RateMeter:
+    """Cost units per second over all workers: measured at warm-up, then a moving average of real batches."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.value = INITIAL_RATE
+
+    def observe(self, cost: float, seconds: float) -> None:
+        if seconds > 0 and cost > 0:
+            self.value = 0.8 * self.value + 0.2 * (cost / seconds) * self.workers
+
+    def per_worker(self) -> float:
+        return self.value / self.workers
+
+
 class Engine:
     def __init__(self, settings: Settings, predictor: Predictor, metrics: Metrics) -> None:
         self.settings = settings
         self.predictor = predictor
+        self.model_dir = Path(predictor.model_dir)
         self.metrics = metrics
         self.warmed_up = False
         self.draining = False
-        self._batcher: Batcher | None = None
+        self.in_flight = 0
+        self.rate = RateMeter(plan_threads(settings, predictor.provider).workers)
+        self._batcher: Batcher[Predictor, Prediction] | None = None
+        self._explain_lane: SideLane | None = None
         self._warmup: asyncio.Task[None] | None = None
+        self._swap_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
         return self.warmed_up and not self.draining
 
     @property
-    def batcher(self) -> Batcher:
+    def batcher(self) -> Batcher[Predictor, Prediction]:
         if self._batcher is None:
             raise RuntimeError("the engine has not been started")
         return self._batcher
 
     async def start(self, wait_for_warm_up: bool = False) -> None:
-        """Start the batcher and the warm-up (awaited when asked: with several processes on one socket, a
-        process must accept nothing until warm, or a client could get a 503 while its siblings are ready)."""
-        settings, predictor = self.settings, self.predictor
-        plan = plan_threads(settings, predictor.provider)
-
-        def predict(texts: list[str]) -> list[Prediction]:
-            return predictor.predict(texts, settings.max_batch_tokens, settings.max_batch_size)
-
-        stats = BatchStats(on_batch=self.metrics.observe_batch, on_depth=self.metrics.queue_depth.set)
-        self._batcher = Batcher(
-            predict, settings.max_batch_size, settings.max_wait_ms, settings.max_queue, stats, workers=plan.workers
-        )
+        """Start the batcher, the explanation lane and the warm-up (awaited when asked: with several
+        processes on one socket, a process must accept nothing until warm, or a client could get a 503
+        while its siblings are ready)."""
+        s, rate = self.settings, self.rate
+        stats = BatchStats(on_batch=self._observe_batch, on_depth=self.metrics.queue_depth.set)
+        queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
+        self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers)
         self._batcher.start()
+        lane = CostBudget(lambda: rate.per_worker() * s.max_explain_queue_seconds, rate.per_worker, s.max_queue)
+        self._explain_lane = SideLane(lane, "explain")
         self._warmup = asyncio.create_task(self._warm_up(), name="warm-up")
         if wait_for_warm_up:
             await asyncio.shield(self._warmup)
+
+    # ---------------------------------------------------------------------------------------- admission
+
+    def text_cost(self, text: str) -> float:
+        return min(len(text) / CHARS_PER_TOKEN, self.predictor.max_tokens) + 1
+
+    def explain_cost(self, text: str) -> float:
+        tokens = self.text_cost(text)
+        return (min(tokens, self.settings.max_explain_tokens) + 1) * tokens
+
+    @contextlib.contextmanager
+    def permit(self, body_bytes: int | None, lane: str = "predict") -> Iterator[None]:
+        """Admission before the body is read: a slot among the requests in flight, and (when the size is
+        known) room for about that much work. Raises QueueFullError at once otherwise."""
+        if self.in_flight >= self.settings.max_concurrent_requests:
+            limit = self.settings.max_concurrent_requests
+            raise QueueFullError(self.batcher.budget.retry_after(), f"too many requests in flight (limit {limit})")
+        if body_bytes:
+            estimate = min(body_bytes / CHARS_PER_TOKEN, self.settings.max_client_batch * self.predictor.max_tokens)
+            if lane == "predict":
+                self.batcher.admit(estimate, 1)
+            elif self._explain_lane is not None:
+                self._explain_lane.admit(estimate)
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def retry_after(self, lane: str = "predict") -> int:
+        if lane == "explain" and self._explain_lane is not None:
+            return self._explain_lane.budget.retry_after()
+        return self.batcher.budget.retry_after()
+
+    # ---------------------------------------------------------------------------------------- work
+
+    async def predict(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
+        """Predictions in order, and the model that made them."""
+        return await self.batcher.submit(texts, sum(map(self.text_cost, texts)))
+
+    async def explain(self, texts: list[str]) -> tuple[Predictor, list[Explanation]]:
+        """Explanations on their own lane, which gives way to queued predictions between model runs."""
+        if self._explain_lane is None or self.draining:
+            raise NotAcceptingError
+        predictor, s, batcher = self.predictor, self.settings, self.batcher
+
+        def give_way_then_run(ids: list[list[int]]) -> npt.NDArray[np.float32]:
+            deadline = time.perf_counter() + EXPLAIN_YIELD_S
+            while batcher.depth and time.perf_counter() < deadline:
+                time.sleep(0.002)
+            return predictor.probabilities(ids)
+
+        def run() -> list[Explanation]:
+            return [explain(predictor, t, s.max_explain_tokens, s.max_batch_tokens, give_way_then_run) for t in texts]
+
+        return predictor, await self._explain_lane.call(run, sum(map(self.explain_cost, texts)))
+
+    def _run_batch(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
+        predictor = self.predictor  # the model a batch starts on is the one it finishes on
+        return predictor, predictor.predict(texts, self.settings.max_batch_tokens, self.settings.max_batch_size)
+
+    def _observe_batch(self, texts: int, cost: float, seconds: float, waited: float) -> None:
+        self.rate.observe(cost, seconds)
+        self.metrics.observe_batch(texts, seconds, waited)
+
+    # ---------------------------------------------------------------------------------------- lifecycle
+
+    async def swap(self, model_dir: Path | None = None) -> Predictor:
+        """Load ``model_dir`` (default: the directory in service now, again) with the start-up checks, warm
+        it, then serve it. Requests already in a batch finish on the old model. A bad directory raises
+        ModelLoadError and the old model keeps serving."""
+        async with self._swap_lock:
+            target = Path(model_dir or self.model_dir)
+            try:
+                candidate = await asyncio.to_thread(load_model, self.settings, target)
+                await asyncio.to_thread(candidate.warm_up)
+            except Exception:
+                self.metrics.model_swaps.labels("failed").inc()
+                raise
+            previous, self.predictor, self.model_dir = self.predictor, candidate, target
+            self.metrics.model_swaps.labels("ok").inc()
+            log.info(
+                "model swapped",
+                extra={
+                    "previous": f"{previous.name} {previous.version}",
+                    "model": f"{candidate.name} {candidate.version}",
+                    "model_dir": str(target),
+                },
+            )
+            return candidate
 
     def begin_draining(self) -> None:
         """Readiness goes 503 at once; requests already accepted still get their answers."""
@@ -105,24 +225,16 @@ class Engine:
                 await self._warmup
         if self._batcher is not None:
             await self._batcher.drain()
+        if self._explain_lane is not None:
+            await asyncio.to_thread(self._explain_lane.drain)
         log.info("drained; shutting down")
-
-    async def predict(self, texts: list[str]) -> list[Prediction]:
-        return await self.batcher.submit(texts)
-
-    async def explain(self, texts: list[str]) -> list[Explanation]:
-        predictor, settings = self.predictor, self.settings
-
-        def run() -> list[Explanation]:
-            return [explain(predictor, t, settings.max_explain_tokens, settings.max_batch_tokens) for t in texts]
-
-        return await self.batcher.call(run, len(texts))
 
     async def _warm_up(self) -> None:
         started = time.perf_counter()
         try:
             for _ in range(self.settings.warmup_runs):
                 await asyncio.to_thread(self.predictor.warm_up)
+            await asyncio.to_thread(self._measure_rate)
         except Exception:  # readiness stays 503, and the log says why
             log.exception("warm-up failed; the service will not report ready")
             return
@@ -132,5 +244,13 @@ class Engine:
             extra={
                 "warmup_ms": round((time.perf_counter() - started) * 1000, 1),
                 "provider": self.predictor.provider,
+                "rate": round(self.rate.value),
             },
         )
+
+    def _measure_rate(self) -> None:
+        """One worker's speed on a typical batch (32 texts of 256 tokens), times the workers."""
+        texts, tokens = 32, 256
+        started = time.perf_counter()
+        self.predictor.probabilities([[2] * tokens] * texts)
+        self.rate.value = texts * (tokens + 1) / (time.perf_counter() - started) * self.rate.workers

@@ -9,6 +9,7 @@ raised onto a response, for the FastAPI routes and the fast path alike.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -50,8 +51,23 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(request_id: str | None, error: ApiError) -> Response:
-    body = {"error": {"code": error.code, "message": error.message, "details": error.details, "request_id": request_id}}
+OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes answer errors in its own shape
+
+
+def speaks_oip(path: str) -> bool:
+    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+
+
+def error_response(request_id: str | None, error: ApiError, path: str = "") -> Response:
+    """The error in the protocol of ``path``: ``{"error": {"code", "message", "details", "request_id"}}``,
+    or the Open Inference Protocol's ``{"error": "message"}`` under /v2."""
+    body: dict[str, Any]
+    if speaks_oip(path):
+        body = {"error": error.message}
+    else:
+        body = {
+            "error": {"code": error.code, "message": error.message, "details": error.details, "request_id": request_id}
+        }
     return json_response(body, error.status, error.headers)
 
 
@@ -127,10 +143,9 @@ def engine_error(exc: Exception, settings: Settings, metrics: Metrics) -> ApiErr
     """The answer for a refusal or failure of the engine (None: not one of the engine's), counted by reason."""
     retry = {"Retry-After": "1"}
     if isinstance(exc, QueueFullError):
-        reason, error = (
-            "queue_full",
-            ApiError(429, "overloaded", f"the queue is full ({settings.max_queue} texts); retry later", headers=retry),
-        )
+        wait = max(1, math.ceil(exc.retry_after))
+        message = f"{exc.reason}; retry in {wait} s"
+        reason, error = "queue_full", ApiError(429, "overloaded", message, headers={"Retry-After": str(wait)})
     elif isinstance(exc, NotAcceptingError):
         reason, error = "draining", ApiError(503, "not_ready", "the service is shutting down", headers=retry)
     elif isinstance(exc, InferenceError):
@@ -167,30 +182,36 @@ def not_ready(metrics: Metrics) -> ApiError:
 def error_for(request: Request, exc: Exception, settings: Settings, metrics: Metrics) -> Response:
     """The response for any exception a request raised."""
     request_id = getattr(request.state, "request_id", None)
+    path = request.url.path
     if isinstance(exc, ApiError):
-        return error_response(request_id, exc)
+        return error_response(request_id, exc, path)
     if isinstance(exc, RequestValidationError):
-        return error_response(request_id, validation_error(exc.errors()))
+        return error_response(request_id, validation_error(exc.errors()), path)
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 413:
-            return error_response(request_id, body_too_large(settings.max_body_bytes))
+            return error_response(request_id, body_too_large(settings.max_body_bytes), path)
         messages = {
             400: ("bad_request", f"could not read the request body ({exc.detail})"),
             404: ("not_found", f"no route {request.url.path}"),
             405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
         }
         code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
-        return error_response(request_id, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})))
+        return error_response(
+            request_id, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})), path
+        )
     mapped = engine_error(exc, settings, metrics)
     if mapped is not None:
-        return error_response(request_id, mapped)
+        return error_response(request_id, mapped, path)
     log.exception("unhandled error", extra={"request_id": request_id}, exc_info=exc)
-    return error_response(request_id, ApiError(500, "internal_error", "internal error; see the server log"))
+    return error_response(request_id, ApiError(500, "internal_error", "internal error; see the server log"), path)
 
 
 def install_error_handlers(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     async def handler(request: Request, exc: Exception) -> Response:
         return error_for(request, exc, settings, metrics)
 
-    for exc_type in (ApiError, RequestValidationError, StarletteHTTPException, Exception):
+    # The engine's own exceptions are listed too: a handler registered for Exception alone runs in Starlette's
+    # outermost error middleware, which answers and then re-raises, and the server drops the connection.
+    engine_errors = (QueueFullError, NotAcceptingError, InferenceError)
+    for exc_type in (ApiError, RequestValidationError, StarletteHTTPException, *engine_errors, Exception):
         app.add_exception_handler(exc_type, handler)

@@ -45,6 +45,9 @@ class Metrics:
             "sentiment_queue_depth", "texts waiting for a batch", registry=r, multiprocess_mode="livesum"
         )
         self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
+        self.model_swaps = Counter(
+            "sentiment_model_swaps", "model swaps by result (ok, failed)", ["result"], registry=r
+        )
         self.rejected = Counter(
             "sentiment_rejected_requests", "requests refused before inference", ["reason"], registry=r
         )

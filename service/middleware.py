@@ -57,7 +57,9 @@ class RequestContextMiddleware:
 
         try:
             if _content_length(scope) > self.max_body:
-                await error_response(request_id, body_too_large(self.max_body))(scope, receive, send_with_id)
+                await error_response(request_id, body_too_large(self.max_body), scope["path"])(
+                    scope, receive, send_with_id
+                )
             else:
                 await self.app(scope, receive_limited, send_with_id)
         finally:

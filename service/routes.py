@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
+from service.batcher import QueueFullError
 from service.deps import Authorized, Service, ServiceDep, check_api_key, get_service
+from service.engine import Engine
 from service.errors import engine_error, json_response, parse_json_body
 from service.schemas import (
     ErrorResponse,
@@ -51,10 +55,9 @@ PAGE_HEADERS = {
 CLIENT_GONE = 499
 
 
-async def authorized_texts(request: Request, service: Service, model: type[PredictRequestBase]) -> list[str]:
-    """The texts of the request's JSON body, once its API key has been checked. The scoring routes parse
-    their own bodies (orjson, then one pydantic pass): the fast path has no FastAPI body handling."""
-    check_api_key(request, service)
+async def request_texts(request: Request, model: type[PredictRequestBase]) -> list[str]:
+    """The texts of the request's JSON body. The scoring routes parse their own bodies (orjson, then one
+    pydantic pass): the fast path has no FastAPI body handling."""
     body = parse_json_body(await request.body(), request.headers.get("content-type"), model)
     texts = body.all_texts()
     if log.isEnabledFor(logging.DEBUG):
@@ -62,24 +65,63 @@ async def authorized_texts(request: Request, service: Service, model: type[Predi
     return texts
 
 
+DRAIN_TIMEOUT_S = 1.0  # how long an early refusal waits for the rest of a body it will not parse
+
+
+@contextlib.asynccontextmanager
+async def admitted(request: Request, engine: Engine, lane: str = "predict") -> AsyncIterator[None]:
+    """Admission before the body is parsed (engine.permit). A refused request's body is read and thrown
+    away (never parsed) before the 429 goes out, so the client reads a clean answer instead of a reset
+    connection; a body that does not arrive within DRAIN_TIMEOUT_S is not waited for."""
+    try:
+        permit = engine.permit(content_length(request), lane)
+        permit.__enter__()
+    except QueueFullError as exc:
+        with contextlib.suppress(TimeoutError, ClientDisconnect, HTTPException):
+            await asyncio.wait_for(_discard_body(request), DRAIN_TIMEOUT_S)
+        raise engine_error(exc, engine.settings, engine.metrics) or exc from None
+    try:
+        yield
+    finally:
+        permit.__exit__(None, None, None)
+
+
+async def _discard_body(request: Request) -> None:
+    async for _ in request.stream():
+        pass
+
+
+def content_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
 async def predict(request: Request) -> Response:
-    """POST /predict: served by the fast path (service.fastpath), documented by FastAPI."""
+    """POST /predict: served by the fast path (service.fastpath), documented by FastAPI. Admission comes
+    first: a full server answers 429 before the body is read."""
     service = get_service(request)
-    texts = await authorized_texts(request, service, service.predict_request)
+    check_api_key(request, service)
     engine = service.ready_engine()
-    predictions = await finish(service, engine.predict(texts), request)
-    if predictions is None:  # the client went away; nobody reads this
+    async with admitted(request, engine):
+        texts = await request_texts(request, service.predict_request)
+        scored = await finish(service, engine.predict(texts), request)
+    if scored is None:  # the client went away; nobody reads this
         return Response(status_code=CLIENT_GONE)
-    return json_response(predict_response(engine.predictor, predictions))
+    return json_response(predict_response(*scored))
 
 
 async def explain(request: Request, service: ServiceDep) -> Response:
-    texts = await authorized_texts(request, service, service.explain_request)
+    """POST /explain, on its own lane: an explanation flood slows explanations, never predictions."""
+    check_api_key(request, service)
     engine = service.ready_engine()
-    explanations = await finish(service, engine.explain(texts), request)
-    if explanations is None:
+    async with admitted(request, engine, lane="explain"):
+        texts = await request_texts(request, service.explain_request)
+        explained = await finish(service, engine.explain(texts), request)
+    if explained is None:
         return Response(status_code=CLIENT_GONE)
-    return json_response(explain_response(engine.predictor, explanations))
+    return json_response(explain_response(*explained))
 
 
 async def index() -> Response:

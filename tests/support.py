@@ -84,10 +84,10 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-def launch(model_dir: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+def launch(model_dir: Path, log: Path | None = None, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
     """A ready server on a free loopback port: its base URL and process (stop it with stop_server)."""
     port = pick_free_port()
-    process = start_server(model_dir, port, None, **env)
+    process = start_server(model_dir, port, log, **env)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, process)
     return base, process

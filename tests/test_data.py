@@ -56,6 +56,48 @@ def test_manifest_round_trips(tmp_path: Path, imdb_split: Split) -> None:
     assert parts["test"] == set(imdb_split.hashes["test"])
 
 
+# The IMDB split every earlier model was trained and tested on (digests of its sorted text hashes, from the
+# card of imdb-bilstm 1.0.0): the multi-source split must leave it exactly as it was.
+IMDB_SPLIT_DIGESTS = {
+    "train": "505c5ffc778e5ca67cf576f21bc86a0424642257c54635aad470a4309b4a729a",
+    "validation": "e037a0c9f352eb5724a51dea9e85f595e7555a09fb0a7ec7e33aa1f4db6cd66d",
+    "test": "dc12e04055f2668a75bd4c3d7ef07d0f005078ada4c4e8201a210809b85bd6b5",
+}
+
+
+def test_every_source_is_split_on_its_own_and_the_imdb_split_is_unchanged(corpus: Dataset, corpus_split: Split) -> None:
+    assert {ex.source for ex in corpus.examples} == {"imdb", "rotten_tomatoes"}
+    sizes = corpus_split.sizes_by_source()
+    assert sum(sizes["rotten_tomatoes"].values()) == sum(ex.source == "rotten_tomatoes" for ex in corpus.examples)
+    assert sum(sizes["rotten_tomatoes"].values()) > 8400  # 8,530 sentences, few duplicates
+    for name, digest in IMDB_SPLIT_DIGESTS.items():
+        imdb_part = [text_sha256(ex.text) for ex in corpus_split.parts()[name] if ex.source == "imdb"]
+        assert digest_of_hashes(imdb_part) == digest, name
+    for source in ("imdb", "rotten_tomatoes"):
+        for part in corpus_split.parts().values():  # stratified within each source
+            members = [ex for ex in part if ex.source == source]
+            assert 0.49 < sum(ex.label for ex in members) / len(members) < 0.51
+    # disjoint by content across splits and across sources
+    keys = [(text_sha256(ex.text), name) for name, part in corpus_split.parts().items() for ex in part]
+    assert len({h for h, _ in keys}) == len(keys)
+
+
+def test_the_multi_source_split_is_deterministic_and_recorded_per_source(
+    corpus: Dataset, corpus_split: Split, tmp_path: Path
+) -> None:
+    again = split_dataset(Dataset(list(reversed(corpus.examples)), corpus.labels, "reversed"))
+    assert again.hashes == corpus_split.hashes
+    path = tmp_path / "splits.tsv"
+    write_split_manifest(corpus_split, path)
+    for source in ("imdb", "rotten_tomatoes"):
+        recorded = read_split_manifest(path, source)
+        for name, part in corpus_split.parts().items():
+            assert recorded[name] == {text_sha256(ex.text) for ex in part if ex.source == source}
+    assert {k: digest_of_hashes(v) for k, v in read_split_manifest(path).items()} == {
+        k: digest_of_hashes(v) for k, v in corpus_split.hashes.items()
+    }
+
+
 def _write(path: Path, text: str | bytes) -> Path:
     if isinstance(text, bytes):
         path.write_bytes(text)

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from model_runtime import Predictor, file_sha256
+from model_runtime import Predictor, file_sha256, read_card
 from tests.support import SHIPPED_MODEL
-from training.data import Split, digest_of_hashes, read_split_manifest
+from training.data import Split, digest_of_hashes, read_split_manifest, text_sha256
+from training.evaluate import metrics, score
 
 OBVIOUS = {
     "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
@@ -65,3 +66,28 @@ def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predict
     accuracy = np.mean([p.label == shipped.labels[ex.label] for p, ex in zip(predictions, sample, strict=True)])
     print(f"accuracy on the 500-review slice: {accuracy:.4f}")
     assert accuracy >= 0.89
+
+
+def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predictor, corpus_split: Split) -> None:
+    """Every source's test accuracy and ECE in the card, recomputed here from the texts splits.tsv names."""
+    card = read_card(SHIPPED_MODEL)
+    by_source = card.metrics["test"]["by_source"]
+    assert set(by_source) == {"imdb", "rotten_tomatoes"}
+    probs, _ = score(shipped, corpus_split.test)  # the card's evaluation order, so the batches are the same
+    for source, recorded in by_source.items():
+        listed = read_split_manifest(SHIPPED_MODEL / "splits.tsv", source)["test"]
+        rows = [i for i, ex in enumerate(corpus_split.test) if ex.source == source]
+        assert {text_sha256(corpus_split.test[i].text) for i in rows} == listed
+        truth = np.array([corpus_split.test[i].label for i in rows])
+        m = metrics(shipped.labels, truth, probs[rows])
+        assert m["examples"] == recorded["examples"]
+        assert m["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-9), source
+        assert m["ece"] == pytest.approx(recorded["ece"], abs=1e-6), source
+        assert m["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-6), source
+
+
+def test_short_texts_get_modest_confidence_not_certainty(shipped: Predictor) -> None:
+    """Lukewarm or mixed one-liners must not come back near-certain (the 1.0.0 model said 99.9%)."""
+    lukewarm = ["It was fine.", "It was okay, I guess.", "Not bad, not great.", "Some good parts, some bad."]
+    for prediction in shipped.predict(lukewarm):
+        assert prediction.score < 0.95, prediction

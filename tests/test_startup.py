@@ -34,10 +34,14 @@ def _corrupt_model(d: Path) -> None:
 
 
 def _mismatched_tokenizer(d: Path) -> None:
+    """The tokenizer loses its last 10 tokens (and, for sub-words, the merges that make them)."""
     tok = json.loads((d / "tokenizer.json").read_text())
     vocab = tok["model"]["vocab"]
-    for word in list(vocab)[-10:]:
+    dropped = list(vocab)[-10:]
+    for word in dropped:
         del vocab[word]
+    if "merges" in tok["model"]:
+        tok["model"]["merges"] = [m for m in tok["model"]["merges"] if "".join(m) not in dropped]
     (d / "tokenizer.json").write_text(json.dumps(tok))
     _reseal(d, "tokenizer.json")
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from model_runtime import Predictor, pad_ids
 from tests.support import ROOT, TINY_CONFIG
-from training.data import Dataset
+from training.data import Dataset, Split
 from training.evaluate import metrics
 from training.files import load_labelled_file
+from training.model import BiLSTMClassifier, ModelConfig
 from training.train import train
 
 pytestmark = pytest.mark.slow
@@ -146,3 +148,38 @@ def test_cli_reports_bad_data_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "single class" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_temperature_lowers_validation_log_loss_and_is_what_the_model_serves(
+    tiny_run: Path, tiny_model_dir: Path, corpus_split: Split
+) -> None:
+    """The fitted temperature lowers the validation log loss, and the exported graph serves exactly
+    softmax(logits / T) of the trained network, still batch-invariant."""
+    run = json.loads((tiny_run / "run.json").read_text())["training"]
+    assert run["val_log_loss_after_temperature"] < run["val_log_loss_before_temperature"]
+    temperature = run["temperature"]
+    assert temperature > 0 and abs(temperature - 1.0) > 1e-3
+
+    state = torch.load(tiny_run / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    raw = BiLSTMClassifier(ModelConfig(**state["model_config"])).eval()
+    raw.load_state_dict(state["model"])
+    predictor = Predictor.load(tiny_model_dir, provider="cpu")
+    texts = [ex.text for ex in corpus_split.validation[:40]]
+    ids = [e.ids for e in predictor.encode(texts)]
+    batch, lengths = pad_ids(ids)
+    with torch.no_grad():
+        expected = torch.softmax(raw(torch.from_numpy(batch), torch.from_numpy(lengths)) / temperature, dim=1)
+    served = predictor.probabilities(ids)
+    np.testing.assert_allclose(served, expected.numpy(), atol=1e-4)
+    for i in range(0, 40, 7):  # alone, and inside a batch of other lengths
+        np.testing.assert_allclose(predictor.probabilities([ids[i]])[0], served[i], atol=1e-5)
+
+
+def test_language_model_pretraining_learns_and_feeds_the_classifier(tmp_path: Path, corpus: Dataset) -> None:
+    """A short LM pretraining run lowers its loss and is recorded; the classifier then trains from it."""
+    config = replace(TINY_CONFIG, max_samples=300, epochs=1, pretrain_epochs=2)
+    summary = train(corpus, tmp_path / "run", config)
+    lm = summary["pretraining"]
+    assert [r["epoch"] for r in lm] == [1, 2]
+    assert lm[1]["lm_loss_per_direction"] < lm[0]["lm_loss_per_direction"]
+    assert summary["training"]["epochs_run"] == 1

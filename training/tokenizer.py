@@ -80,6 +80,7 @@ def describe_tokenizer(kind: str, vocab_size: int) -> dict[str, str | int]:
     kinds = {
         "word": "word level (Hugging Face tokenizers)",
         "bpe": "byte-pair sub-words within words (Hugging Face tokenizers)",
+        "wordpiece": "WordPiece sub-words within words (Hugging Face tokenizers; its training is not deterministic)",
     }
     return {
         "type": kinds[kind],
