@@ -1,7 +1,7 @@
 .PHONY: setup serve test train bench lint
 
 setup:            ## create .venv with every extra (training, serving, tests)
-	python3 -m venv .venv && .venv/bin/pip install -e ".[serve,cpu,train,dev]"
+	python3 -m venv .venv && .venv/bin/pip install -e ".[serve,cpu,train,dev,client,ray]"
 
 serve:            ## serve the shipped model on http://127.0.0.1:8000
 	./scripts/serve.sh
@@ -10,7 +10,7 @@ test:             ## the whole test suite (what CI runs)
 	./scripts/test.sh
 
 train:            ## retrain, export, verify and evaluate the shipped model
-	.venv/bin/python -m training all --int8
+	.venv/bin/python -m training all
 
 bench:            ## ceiling + service over HTTP + PyTorch baseline -> bench/results/latest.{json,md,png}
 	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk

@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu,train,dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu,train,dev,client,ray]"
 
 # Quality gates, before any test: lint, formatting, strict types, and the import rules between layers.
 PACKAGES="model_runtime service training sentiment_client bench tests"

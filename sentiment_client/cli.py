@@ -175,7 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per request or model call")
     parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: INPUT may be a directory of CSV/JSONL/Parquet files; -o names an output "
+        "directory of Parquet files (needs the 'ray' extra)",
+    )
+    parser.add_argument("--ray-address", default=None, help="with --engine ray: a cluster to join (default: local)")
     args = parser.parse_args(argv)
+    if args.engine == "ray":
+        return _ray(parser, args)
 
     if args.input != "-" and not Path(args.input).is_file():
         parser.error(f"no such file: {args.input}")
@@ -211,6 +221,26 @@ def main(argv: list[str] | None = None) -> int:
         close()
     print(f"{scored} rows scored, {skipped} skipped", file=sys.stderr)
     return 0
+
+
+def _ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.server or not args.output:
+        parser.error("--engine ray scores in process on the cluster: give -o OUTPUT_DIR, and no --server")
+    if not Path(args.input).exists():
+        parser.error(f"no such file or directory: {args.input}")
+    from model_runtime.contract import SHIPPED_MODEL_DIR
+    from sentiment_client import ray_engine
+
+    return ray_engine.run(
+        Path(args.input),
+        Path(args.output),
+        args.model_dir or SHIPPED_MODEL_DIR,
+        args.provider,
+        args.text_field,
+        args.on_error,
+        args.ray_address,
+        max(args.batch_size, 256),
+    )
 
 
 def flush(

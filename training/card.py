@@ -3,6 +3,7 @@ rendered to a README (``model_card.json`` stays the source of truth)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +68,7 @@ def build_card(
             LENGTHS: "int64 (batch): true token counts (0 is scored as one padding token)",
         },
         outputs={
-            LOGITS: "float32 (batch, labels), temperature-scaled",
+            LOGITS: "float32 (batch, labels), divided by each text's temperature",
             PROBABILITIES: "float32 (batch, labels), softmax of logits",
         },
         architecture={
@@ -101,10 +102,15 @@ def _calibration(training: dict[str, Any]) -> dict[str, Any]:
     calibration: dict[str, Any] = {k: training.pop(k) for k in keys if k in training}
     if calibration:
         calibration["method"] = (
-            "temperature scaling (Guo et al. 2017) fitted on the validation splits, folded into the exported head "
-            "(logits / T)"
+            "temperature scaling (Guo et al. 2017), T = exp(log_scale + log_slope ln length), fitted on the "
+            "validation splits and computed in the exported graph per text (logits / T)"
         )
     return calibration
+
+
+def _t(calibration: dict[str, Any], tokens: int) -> float:
+    t = calibration["temperature"]
+    return float(math.exp(t["log_scale"] + t["log_slope"] * math.log(tokens)))
 
 
 def _int8_summary(q: dict[str, Any]) -> str:
@@ -149,7 +155,9 @@ def _summary_lines(card: ModelCard) -> list[str]:
     if card.calibration:
         c = card.calibration
         lines.append(
-            f"- Calibration: {c['method']}; T = {c['temperature']:.3f}; validation log loss "
+            f"- Calibration: {c['method']}; log_scale {c['temperature']['log_scale']:.3f}, log_slope "
+            f"{c['temperature']['log_slope']:.3f} (T = {_t(c, 20):.2f} at 20 tokens, {_t(c, 300):.2f} at 300); "
+            "validation log loss "
             f"{c['val_log_loss_before_temperature']:.4f} → {c['val_log_loss_after_temperature']:.4f}."
         )
     return lines

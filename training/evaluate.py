@@ -95,9 +95,17 @@ def score(predictor: Predictor, examples: list[Example], batch_size: int = 64) -
     return probs, tokens
 
 
-def uncalibrated(probs: FloatArray, temperature: float) -> FloatArray:
-    """The probabilities before temperature scaling: softmax(T * log p) = softmax(T * logits / T)."""
-    log_p = np.log(np.maximum(probs.astype(np.float64), 1e-45)) * temperature
+def temperatures(calibration: dict[str, Any], tokens: list[int]) -> npt.NDArray[np.float64]:
+    """Each text's temperature, exp(scale + slope ln length), from the card's calibration section."""
+    t = calibration.get("temperature", {})
+    log_length = np.log(np.maximum(np.array(tokens, dtype=np.float64), 1.0))
+    result: npt.NDArray[np.float64] = np.exp(t.get("log_scale", 0.0) + t.get("log_slope", 0.0) * log_length)
+    return result
+
+
+def uncalibrated(probs: FloatArray, temperature: npt.NDArray[np.float64]) -> FloatArray:
+    """The probabilities before temperature scaling: softmax(T * log p) = softmax(T * logits / T), per row."""
+    log_p = np.log(np.maximum(probs.astype(np.float64), 1e-45)) * temperature[:, None]
     log_p -= log_p.max(axis=1, keepdims=True)
     p = np.exp(log_p)
     result: FloatArray = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -105,13 +113,14 @@ def uncalibrated(probs: FloatArray, temperature: float) -> FloatArray:
 
 
 def evaluate_examples(
-    predictor: Predictor, labels: tuple[str, ...], examples: list[Example], temperature: float = 1.0
+    predictor: Predictor, labels: tuple[str, ...], examples: list[Example], calibration: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Metrics overall, per source and per length bucket; with a temperature, calibration before and after."""
     started = time.perf_counter()
     probs, tokens = score(predictor, examples)
     seconds = time.perf_counter() - started
     truth = np.array([ex.label for ex in examples])
+    temperature = temperatures(calibration, tokens) if calibration else None
     report: dict[str, Any] = {"overall": metrics(labels, truth, probs), "seconds": round(seconds, 1)}
     sources = sorted({ex.source for ex in examples})
     if sources != [""]:
@@ -119,8 +128,8 @@ def evaluate_examples(
         for source in sources:
             rows = np.array([ex.source == source for ex in examples])
             entry = metrics(labels, truth[rows], probs[rows])
-            if temperature != 1.0:
-                before = metrics(labels, truth[rows], uncalibrated(probs[rows], temperature))
+            if temperature is not None:
+                before = metrics(labels, truth[rows], uncalibrated(probs[rows], temperature[rows]))
                 entry["before_temperature"] = {k: before[k] for k in ("ece", "log_loss", "calibration")}
             report["by_source"][source] = entry
     report["by_length"] = {}

@@ -145,10 +145,17 @@ def build_onnx(model: BiLSTMClassifier, metadata: dict[str, str] | None = None) 
     """The inference graph of ``model`` (eval mode: no dropout), with dynamic batch and sequence axes."""
     const = _Constants()
     weight, bias = model.head.weight.detach().cpu().numpy(), model.head.bias.detach().cpu().numpy()
+    scale, slope = model.temperature_log_scale, model.temperature_log_slope
     nodes = [
         *_encoder_nodes(model, const),
         *_pooling_nodes(const),
-        helper.make_node("Gemm", ["features", const("head_w", weight), const("head_b", bias)], [LOGITS], transB=1),
+        helper.make_node("Gemm", ["features", const("head_w", weight), const("head_b", bias)], ["raw"], transB=1),
+        # temperature scaling per text: logits = raw / exp(scale + slope * ln length)
+        helper.make_node("Log", ["lengths_f"], ["log_length"]),  # (B, 1)
+        helper.make_node("Mul", ["log_length", const("t_slope", np.array(slope, np.float32))], ["t_tilt"]),
+        helper.make_node("Add", ["t_tilt", const("t_scale", np.array(scale, np.float32))], ["log_t"]),
+        helper.make_node("Exp", ["log_t"], ["temperature"]),
+        helper.make_node("Div", ["raw", "temperature"], [LOGITS]),
         helper.make_node("Softmax", [LOGITS], [PROBABILITIES], axis=1),
     ]
     classes = model.config.num_classes
@@ -241,12 +248,11 @@ def load_best_model(run_dir: Path) -> BiLSTMClassifier:
     state = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
     model = BiLSTMClassifier(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
-    # Temperature scaling folded into the head: logits / T = features @ (W / T)^T + b / T, exactly, and
-    # per text, so batch invariance is untouched and serving pays nothing for it.
-    temperature = state.get("temperature", 1.0)
-    with torch.no_grad():
-        model.head.weight.div_(temperature)
-        model.head.bias.div_(temperature)
+    temperature = state.get("temperature", {})
+    if isinstance(temperature, float):  # one temperature for every length
+        temperature = {"log_scale": float(np.log(temperature)), "log_slope": 0.0}
+    model.temperature_log_scale = float(temperature.get("log_scale", 0.0))
+    model.temperature_log_slope = float(temperature.get("log_slope", 0.0))
     return model.eval()
 
 

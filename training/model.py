@@ -56,6 +56,9 @@ class BiLSTMClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(4 * config.hidden_size, config.num_classes)  # [max ; mean] of 2H each
+        # Calibration, fitted after training (training.recipe): logits / exp(scale + slope ln length).
+        self.temperature_log_scale = 0.0
+        self.temperature_log_slope = 0.0
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor, packed: bool = False) -> torch.Tensor:
         """Logits (B, C) for token ids (B, T) right-padded with PAD_ID and true lengths (B,).
@@ -82,6 +85,9 @@ class BiLSTMClassifier(nn.Module):
         pooled_mean = out.sum(dim=1) / lengths[:, None].to(out.dtype)  # (B, 2H)
         features = torch.cat([pooled_max, pooled_mean], dim=1)  # (B, 4H)
         logits: torch.Tensor = self.head(self.dropout(features))  # (B, C)
+        if self.temperature_log_scale or self.temperature_log_slope:
+            log_length = lengths.to(logits.dtype).log()[:, None]  # (B, 1); lengths >= 1 here
+            logits = logits / (self.temperature_log_scale + self.temperature_log_slope * log_length).exp()
         return logits
 
     def _packed_lstm(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

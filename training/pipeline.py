@@ -87,8 +87,7 @@ def evaluate_card_model(
 ) -> dict[str, Any]:
     """The exported model, through the runtime, on the test split: every figure per source and length."""
     predictor = Predictor.load(model_dir, provider="cpu", card=card)
-    temperature = float(card.calibration.get("temperature", 1.0))
-    evaluation = evaluate_examples(predictor, predictor.labels, split.test, temperature)
+    evaluation = evaluate_examples(predictor, predictor.labels, split.test, card.calibration or None)
     write_report(
         model_dir / "evaluation",
         {

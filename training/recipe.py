@@ -49,19 +49,28 @@ class SpanSampler:
         return spans, labels
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The temperature T minimising the validation log loss of softmax(logits / T) (Guo et al. 2017)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """Temperature scaling (Guo et al. 2017) with the temperature a function of the text's length:
+    T(L) = exp(a + b ln L), (a, b) minimising the validation log loss of softmax(logits / T(L)). One T for
+    every text (b = 0) is the special case; a short sentence and an 800-token review are not equally
+    over-confident, so the fit may tilt it. Per text, so batch invariance is untouched. ``weights`` (per
+    text) make each source count equally, whatever its size."""
+    weights = torch.ones(len(labels)) if weights is None else weights
+    log_length = lengths.clamp(min=1).to(logits.dtype).log()[:, None]  # (N, 1)
+    params = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        scaled = logits / (params[0] + params[1] * log_length).exp()
+        loss = (nn.functional.cross_entropy(scaled, labels, reduction="none") * weights).sum() / weights.sum()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         return loss
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]  # torch leaves LBFGS.step untyped
-    return float(log_t.exp().item())
+    return float(params[0].item()), float(params[1].item())
 
 
 def validation_record(logits: torch.Tensor, labels: torch.Tensor, sources: list[str]) -> dict[str, Any]:
@@ -101,22 +110,35 @@ def adversarial_loss(
     return loss + adversarial  # type: ignore[no-any-return]  # nn.Module.__call__ is untyped
 
 
+def source_weights(sources: list[str]) -> torch.Tensor:
+    """Per text: 1 / (its source's size), so that every source weighs the same in a mean."""
+    counts = {s: sources.count(s) for s in set(sources)}
+    return torch.tensor([1.0 / counts[s] for s in sources])
+
+
 def calibrate(
-    best_path: Path, model: BiLSTMClassifier, val_ids: list[list[int]], val_labels: torch.Tensor, device: torch.device
-) -> dict[str, float]:
-    """Fit the temperature on the validation split and store it in the best checkpoint (export folds it
-    into the head, so the served probabilities are the calibrated ones)."""
+    best_path: Path,
+    model: BiLSTMClassifier,
+    val_ids: list[list[int]],
+    val_labels: torch.Tensor,
+    val_sources: list[str],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Fit the temperature on the validation split and store it in the best checkpoint (export puts it in
+    the graph, so the served probabilities are the calibrated ones)."""
     state = torch.load(best_path, map_location=device, weights_only=False)
     model.load_state_dict(state["model"])
     logits = predict_logits(model, val_ids, device)
-    temperature = fit_temperature(logits, val_labels)
-    state["temperature"] = temperature
+    lengths = torch.tensor([len(x) for x in val_ids])
+    scale, slope = fit_temperature(logits, val_labels, lengths, source_weights(val_sources))
+    state["temperature"] = {"log_scale": scale, "log_slope": slope}
     torch.save(state, best_path)
+    temperature = (scale + slope * lengths.clamp(min=1).float().log()).exp()[:, None]
     before = nn.functional.cross_entropy(logits, val_labels).item()
     after = nn.functional.cross_entropy(logits / temperature, val_labels).item()
-    log.info("temperature %.3f: validation log loss %.4f -> %.4f", temperature, before, after)
+    log.info("temperature exp(%.3f + %.3f ln L): validation log loss %.4f -> %.4f", scale, slope, before, after)
     return {
-        "temperature": temperature,
+        "temperature": {"log_scale": scale, "log_slope": slope},
         "val_log_loss_before_temperature": before,
         "val_log_loss_after_temperature": after,
     }

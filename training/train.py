@@ -62,7 +62,7 @@ class TrainConfig:
     adversarial_eps: float = 0.0
     # Language-model pretraining of the embedding and LSTM on the training texts before the classifier
     # (training.pretrain); 0 epochs turns it off.
-    pretrain_epochs: int = 0
+    pretrain_epochs: int = 3
     pretrain_learning_rate: float = 2e-3
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields other than vocab/classes
 
@@ -240,7 +240,9 @@ class _Run:
 
     def finish(self) -> dict[str, Any]:
         """Calibrate the best checkpoint and write the run summary."""
-        calibration = calibrate(self.ckpt_dir / "best.pt", self.model, self.val_ids, self.val_labels, self.device)
+        calibration = calibrate(
+            self.ckpt_dir / "best.pt", self.model, self.val_ids, self.val_labels, self.val_sources, self.device
+        )
         h = self.history
         self.summary["training"] = {
             "device": str(self.device),
