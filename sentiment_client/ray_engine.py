@@ -4,8 +4,9 @@ INPUT is a file or a directory of CSV, JSON Lines and Parquet files. Each file b
 column, plus ``source_file`` and ``source_row``, its line in a text file or its 1-based row in Parquet);
 ``map_batches`` runs them through a pool of actors, each loading the model directory once; the result is
 a directory of Parquet files with every input column (as text: files of different formats may share a
-column) plus ``label``, ``score`` and one ``p_<label>`` column per label. Bad rows (no text, an empty text, a broken JSON line) follow ``--on-error`` as in the
-local engine and are reported with file and line. On a cluster the model directory and the input must be
+column) plus ``label``, ``score`` and one ``p_<label>`` column per label. Bad rows (no text, an empty
+text, a broken JSON line) follow ``--on-error`` as in the local engine and are reported with file and
+line. On a cluster the model directory and the input must be
 readable at the same path on every node (a shared file system, or object storage mounted there).
 """
 
