@@ -87,7 +87,7 @@ def measure(
         "runs": [],
     }
     for workers, n_threads in setups:
-        predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=n_threads)  # type: ignore[arg-type]
+        predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=n_threads)  # type: ignore[arg-type]  # argparse choices
         predictor.warm_up()
         setup = f"{workers}x{n_threads}"
         if workers == 1:
@@ -129,7 +129,7 @@ def main() -> None:
         args.texts,
         args.repeats,
         [int(b) for b in args.batch_sizes.split(",")],
-        [tuple(map(int, s.split("x"))) for s in args.setups.split(",")],  # type: ignore[misc]
+        [(int(s.split("x")[0]), int(s.split("x")[1])) for s in args.setups.split(",")],
         args.provider,
         args.max_batch_tokens or None,
     )

@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from bench.ceiling import test_reviews
 from model_runtime import Predictor, pad_ids, session_options
 
 
-def median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
     samples = []
     for _ in range(repeats):
         started = time.perf_counter()

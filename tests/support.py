@@ -24,6 +24,7 @@ __all__ = [
     "SHIPPED_MODEL",
     "TINY_CONFIG",
     "artifact_dir",
+    "gauge",
     "launch",
     "metric",
     "pick_free_port",
@@ -117,3 +118,10 @@ def metric(base: str, name: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=5).text
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
+
+
+def gauge(metrics_text: str, pattern: str) -> float:
+    """The value a ``^name (\\S+)$`` pattern finds in a /metrics text (the metric must be there)."""
+    match = re.search(pattern, metrics_text, re.M)
+    assert match is not None, pattern
+    return float(match.group(1))

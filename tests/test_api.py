@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from model_runtime import file_sha256, pad_ids
 from service.app import create_app
 from service.config import Settings
-from tests.support import wait_until_ready
+from tests.support import gauge, wait_until_ready
 from training.data import Split
 from training.export import load_best_model
 
@@ -155,8 +155,8 @@ def test_concurrent_requests_share_model_batches(make_client: ClientFactory) -> 
         responses = list(pool.map(lambda i: client.post("/predict", json={"text": f"{POSITIVE} {i}"}), range(48)))
         assert all(r.status_code == 200 for r in responses)
         metrics = client.get("/metrics").text
-    batches = float(re.search(r"^sentiment_batch_size_count (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
-    texts = float(re.search(r"^sentiment_batch_size_sum (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+    batches = gauge(metrics, r"^sentiment_batch_size_count (\S+)$")
+    texts = gauge(metrics, r"^sentiment_batch_size_sum (\S+)$")
     assert texts == 48
     assert batches < 48 / 2, f"{batches:.0f} batches for 48 concurrent requests"
 

@@ -4,7 +4,6 @@ clients. Bounded in count and time; nothing here asserts speed."""
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import subprocess
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import launch, metric, rss_mb, stop_server
+from tests.support import gauge, launch, metric, rss_mb, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +44,7 @@ def test_overload_gives_only_200_and_429_and_recovers(small_queue_server: tuple[
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             for _ in range(40):
                 text = (await client.get("/metrics")).text
-                depths.append(float(re.search(r"^sentiment_queue_depth (\S+)$", text, re.M).group(1)))  # type: ignore[union-attr]
+                depths.append(gauge(text, r"^sentiment_queue_depth (\S+)$"))
                 await asyncio.sleep(0.05)
 
     async def main() -> None:

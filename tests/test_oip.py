@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +119,10 @@ def test_defaults_and_selected_outputs(client: triton.InferenceServerClient, ser
     ],
 )
 def test_bad_tensors_are_400_naming_the_input(
-    client: triton.InferenceServerClient, inputs: object, status: str, fragment: str
+    client: triton.InferenceServerClient, inputs: Callable[[], list[Any]], status: str, fragment: str
 ) -> None:
     with pytest.raises(InferenceServerException) as error:
-        client.infer("tiny-bilstm", inputs(), headers=key())  # type: ignore[operator]
+        client.infer("tiny-bilstm", inputs(), headers=key())
     assert error.value.status() == status
     assert fragment in error.value.message()
 
