@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.state.service = service
     routes.register(app, settings.max_explain_texts, settings.max_explain_tokens)
     app.include_router(oip.router)
-    request_models: list[type[BaseModel]] = [service.predict_request, service.explain_request]
+    request_models: list[type[BaseModel]] = [service.predict_request, service.explain_request, oip.InferenceRequest]
     if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
         admin.register_admin(app)
         request_models.append(admin.SwapRequest)

@@ -17,16 +17,60 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from model_runtime import Prediction, Predictor
 from service.deps import Service, ServiceDep, check_api_key, get_service
 from service.errors import ApiError, json_response
-from service.routes import CLIENT_GONE, admitted, finish
+from service.routes import CLIENT_GONE, admitted, finish, json_request_body
 
 INPUT = "text"
 OUTPUTS = ("label", "score", "probabilities")
 HEADER_LENGTH = "inference-header-content-length"
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"])
+
+
+class OipError(TypedDict):
+    error: str
+
+
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "bad tensor (names the input)",
+        401: "missing or wrong API key",
+        404: "unknown model or version",
+        413: "body over SENTIMENT_MAX_BODY_BYTES",
+        429: "full; retry after Retry-After seconds",
+        503: "not ready, draining, timed out, or the model run failed",
+    }
+    return {status: {"model": OipError, "description": reasons[status]} for status in statuses}
+
+
+MODEL_ANSWERS = _answers(401, 404)
+READY_ANSWERS = _answers(401, 404, 503)
+INFER_ANSWERS = _answers(400, 401, 404, 413, 429, 503)
+
+
+class InputTensor(BaseModel):
+    """The documented shape of the one input tensor (the handler reads the body itself, binary data too)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(examples=["text"])
+    datatype: str = Field(examples=["BYTES"])
+    shape: list[int] = Field(examples=[[2]])
+    data: list[str] | None = Field(None, examples=[["Loved it.", "Dull."]])
+
+
+class InferenceRequest(BaseModel):
+    """An Open Inference Protocol request: ``inputs`` (one BYTES tensor named ``text``), optional ``outputs``
+    to pick, an ``id`` to echo and ``parameters``."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    inputs: list[InputTensor]
+    outputs: list[dict[str, Any]] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 def bad_tensor(message: str) -> ApiError:
@@ -54,7 +98,7 @@ async def server_live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", summary="Server readiness")
+@router.get("/health/ready", summary="Server readiness", responses=_answers(503))
 async def server_ready(service: ServiceDep) -> Response:
     return json_response({"ready": service.ready}, 200 if service.ready else 503)
 
@@ -78,34 +122,44 @@ def _metadata(service: Service, name: str, version: str | None) -> Response:
     )
 
 
-@router.get("/models/{name}", summary="Model metadata")
+@router.get("/models/{name}", summary="Model metadata", responses=MODEL_ANSWERS)
 async def model_metadata(name: str, service: ServiceDep) -> Response:
     return _metadata(service, name, None)
 
 
-@router.get("/models/{name}/versions/{version}", summary="Model metadata (one version)")
+@router.get("/models/{name}/versions/{version}", summary="Model metadata (one version)", responses=MODEL_ANSWERS)
 async def model_version_metadata(name: str, version: str, service: ServiceDep) -> Response:
     return _metadata(service, name, version)
 
 
-@router.get("/models/{name}/ready", summary="Model readiness")
+@router.get("/models/{name}/ready", summary="Model readiness", responses=READY_ANSWERS)
 async def model_ready(name: str, service: ServiceDep) -> Response:
     _model(service, name)
     return json_response({"name": name, "ready": service.ready}, 200 if service.ready else 503)
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness (one version)")
+@router.get("/models/{name}/versions/{version}/ready", summary="Model readiness (one version)", responses=READY_ANSWERS)
 async def model_version_ready(name: str, version: str, service: ServiceDep) -> Response:
     _model(service, name, version)
     return json_response({"name": name, "ready": service.ready}, 200 if service.ready else 503)
 
 
-@router.post("/models/{name}/infer", summary="Inference: texts in, labels, scores and probabilities out")
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference: texts in, labels, scores and probabilities out",
+    responses=INFER_ANSWERS,
+    openapi_extra=json_request_body("InferenceRequest"),
+)
 async def infer(name: str, request: Request) -> Response:
     return await _infer(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer", summary="Inference (one version)")
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    summary="Inference (one version)",
+    responses=INFER_ANSWERS,
+    openapi_extra=json_request_body("InferenceRequest"),
+)
 async def infer_version(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
 

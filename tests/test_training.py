@@ -154,11 +154,11 @@ def test_temperature_lowers_validation_log_loss_and_is_what_the_model_serves(
     tiny_run: Path, tiny_model_dir: Path, corpus_split: Split
 ) -> None:
     """The fitted temperature lowers the validation log loss, and the exported graph serves exactly
-    softmax(logits / T) of the trained network, still batch-invariant."""
+    softmax(logits / T(length)) of the trained network, still batch-invariant."""
     run = json.loads((tiny_run / "run.json").read_text())["training"]
     assert run["val_log_loss_after_temperature"] < run["val_log_loss_before_temperature"]
-    temperature = run["temperature"]
-    assert temperature > 0 and abs(temperature - 1.0) > 1e-3
+    scale, slope = run["temperature"]["log_scale"], run["temperature"]["log_slope"]
+    assert abs(scale) + abs(slope) > 1e-3
 
     state = torch.load(tiny_run / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
     raw = BiLSTMClassifier(ModelConfig(**state["model_config"])).eval()
@@ -168,9 +168,12 @@ def test_temperature_lowers_validation_log_loss_and_is_what_the_model_serves(
     ids = [e.ids for e in predictor.encode(texts)]
     batch, lengths = pad_ids(ids)
     with torch.no_grad():
-        expected = torch.softmax(raw(torch.from_numpy(batch), torch.from_numpy(lengths)) / temperature, dim=1)
+        logits = raw(torch.from_numpy(batch), torch.from_numpy(lengths))
+    temperature = np.exp(scale + slope * np.log(np.maximum(lengths, 1)))[:, None]
+    expected = torch.softmax(logits / torch.from_numpy(temperature).float(), dim=1).numpy()
     served = predictor.probabilities(ids)
-    np.testing.assert_allclose(served, expected.numpy(), atol=1e-4)
+    np.testing.assert_allclose(served, expected, atol=1e-4)
+    assert np.abs(served - torch.softmax(logits, dim=1).numpy()).max() > 1e-4  # the temperature did something
     for i in range(0, 40, 7):  # alone, and inside a batch of other lengths
         np.testing.assert_allclose(predictor.probabilities([ids[i]])[0], served[i], atol=1e-5)
 

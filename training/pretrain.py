@@ -33,7 +33,7 @@ class LanguageModelHead(nn.Module):
 
     def __init__(self, hidden_size: int, vocab_size: int) -> None:
         super().__init__()
-        cutoffs = [c for c in CUTOFFS if c < vocab_size - 1]
+        cutoffs = [c for c in CUTOFFS if c < vocab_size - 1] or [max(1, vocab_size // 4)]  # small vocabularies
         self.forward_head = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, cutoffs, div_value=4.0)
         self.backward_head = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, cutoffs, div_value=4.0)
 

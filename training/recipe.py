@@ -59,18 +59,24 @@ def fit_temperature(
     text) make each source count equally, whatever its size."""
     weights = torch.ones(len(labels)) if weights is None else weights
     log_length = lengths.clamp(min=1).to(logits.dtype).log()[:, None]  # (N, 1)
-    params = torch.zeros(2, requires_grad=True)
-    optimizer = torch.optim.LBFGS([params], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+    raw = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.LBFGS([raw], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def bounded() -> tuple[torch.Tensor, torch.Tensor]:
+        # a in (-3, 3), b in (-1, 1): a flat loss (an untrained network) cannot send the search to infinity
+        return 3 * raw[0].tanh(), raw[1].tanh()
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        scaled = logits / (params[0] + params[1] * log_length).exp()
+        scale, slope = bounded()
+        scaled = logits / (scale + slope * log_length).exp()
         loss = (nn.functional.cross_entropy(scaled, labels, reduction="none") * weights).sum() / weights.sum()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         return loss
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]  # torch leaves LBFGS.step untyped
-    return float(params[0].item()), float(params[1].item())
+    scale, slope = bounded()
+    return float(scale.item()), float(slope.item())
 
 
 def validation_record(logits: torch.Tensor, labels: torch.Tensor, sources: list[str]) -> dict[str, Any]:
