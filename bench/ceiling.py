@@ -113,6 +113,30 @@ def measure(
     return results
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Two models in the same run, alternating, so the machine's drift hits both alike."""
+    texts = test_reviews(args.model_dir, args.texts)
+    models = {
+        name: Predictor.load(path, provider=args.provider, intra_op_threads=1)
+        for name, path in (("A", args.model_dir), ("B", args.compare))
+    }
+    for predictor in models.values():
+        predictor.warm_up()
+    rates: dict[str, list[float]] = {"A": [], "B": []}
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        for _ in range(args.repeats):
+            for name, predictor in models.items():
+                rates[name].append(throughput(predictor, texts, batch, 1, args.max_batch_tokens or None, 2))
+        a, b = rates["A"][-args.repeats :], rates["B"][-args.repeats :]
+        print(
+            f"batch {batch:4d}: A {statistics.median(a):7.0f} reviews/s  B {statistics.median(b):7.0f} reviews/s  "
+            f"A/B {statistics.median(a) / statistics.median(b):.3f}",
+            flush=True,
+        )
+    ratio = statistics.median(x / y for x, y in zip(rates["A"], rates["B"], strict=True))
+    print(f"A = {args.model_dir}, B = {args.compare}: median A/B over all rounds {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("models/sentiment-bilstm"))
@@ -123,7 +147,17 @@ def main() -> None:
     parser.add_argument("--setups", default="1x1,1x2,2x1", help="WORKERSxTHREADS, comma-separated")
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another model directory: both are measured in turn (rounds of A then B) on the same IMDB test "
+        "reviews at each setup and batch size, and the ratio A / B is printed",
+    )
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
     results = measure(
         args.model_dir,
         args.texts,

@@ -95,7 +95,8 @@ class Scorer:
     def __init__(self, model_dir: str, provider: str, text_field: str) -> None:
         from model_runtime import Predictor
 
-        self.predictor = Predictor.load(model_dir, provider=provider)  # type: ignore[arg-type]  # checked by argparse
+        # one CPU per actor (num_cpus=1), so one onnxruntime thread each
+        self.predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=1)  # type: ignore[arg-type]  # checked by argparse
         self.text_field = text_field
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:

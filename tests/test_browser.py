@@ -87,7 +87,7 @@ def test_page_scores_and_highlights_a_review(page: tuple[Any, list[str]], server
     tab.check("#per-line")
     tab.fill("#input", "A triumph, moving and funny.\n\nDull, slow and far too long.\nIt was fine.")
     tab.click("#score")
-    tab.wait_for_function("document.querySelectorAll('.result').length === 3")
+    tab.locator(".result").nth(2).wait_for()  # a locator, not wait_for_function: the page's CSP forbids eval
     labels = [x.lower() for x in tab.locator(".result .label").all_inner_texts()]
     assert labels[:2] == ["positive", "negative"]
     tab.screenshot(path=str(artifact_dir("browser") / "page-lines.png"), full_page=True)

@@ -71,7 +71,10 @@ def test_the_queue_is_bounded_by_its_expected_wait(tiny_model_dir: Path) -> None
     """Queued work beyond SENTIMENT_MAX_QUEUE_SECONDS at the measured rate is refused with a Retry-After
     that reflects the wait; everything admitted is answered 200."""
     base, process = launch(
-        tiny_model_dir, SENTIMENT_MAX_QUEUE_SECONDS="0.05", SENTIMENT_MAX_WAIT_MS="300", SENTIMENT_MAX_BATCH_SIZE="4096"
+        tiny_model_dir,
+        SENTIMENT_MAX_QUEUE_SECONDS="0.001",
+        SENTIMENT_MAX_WAIT_MS="300",
+        SENTIMENT_MAX_BATCH_SIZE="4096",
     )
     statuses: list[int] = []
     retry_after: list[int] = []
