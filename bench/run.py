@@ -30,6 +30,7 @@ import httpx
 
 from bench.ceiling import SHORT_TEXT, measure, test_reviews, throughput
 from model_runtime import Predictor
+from model_runtime.contract import SHIPPED_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -291,7 +292,7 @@ def rss_mb(pid: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "models" / "imdb-bilstm")
+    parser.add_argument("--model-dir", type=Path, default=SHIPPED_MODEL_DIR)
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--texts", type=int, default=1000, help="test reviews used by the ceiling and the load")

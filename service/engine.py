@@ -37,7 +37,7 @@ log = logging.getLogger("service")
 GPU_INFERENCE_WORKERS = 2
 CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a little pessimistic on purpose
 INITIAL_RATE = 50_000.0  # cost units per second until the warm-up has measured this host
-EXPLAIN_YIELD_S = 0.25  # longest an explanation waits, per model run, for queued predictions to go first
+EXPLAIN_YIELD_S = 0.02  # longest an explanation waits, per model run, for queued predictions to go first
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from service.batcher import QueueFullError
 from service.deps import Authorized, Service, ServiceDep, check_api_key, get_service
 from service.engine import Engine
-from service.errors import engine_error, json_response, parse_json_body
+from service.errors import ApiError, engine_error, json_response, parse_json_body
 from service.schemas import (
     ErrorResponse,
     ExplainResponse,
@@ -66,6 +66,17 @@ async def request_texts(request: Request, model: type[PredictRequestBase]) -> li
 
 
 DRAIN_TIMEOUT_S = 1.0  # how long an early refusal waits for the rest of a body it will not parse
+# uvicorn reads up to this much of a body on its own; beyond it, unread bytes would reset the connection
+SERVER_READS_AHEAD = 65536
+# A 429 is answered after at most this pause (never longer than the expected wait): a client that ignores
+# Retry-After and asks again at once would otherwise spend the CPU a refusal saves (measured: README).
+REFUSAL_PAUSE_S = 0.5
+
+
+async def refused(exc: QueueFullError, engine: Engine) -> ApiError:
+    """The 429 for a refusal, after the pause."""
+    await asyncio.sleep(min(exc.retry_after, REFUSAL_PAUSE_S))
+    return engine_error(exc, engine.settings, engine.metrics) or ApiError(429, "overloaded", exc.reason)
 
 
 @contextlib.asynccontextmanager
@@ -77,9 +88,10 @@ async def admitted(request: Request, engine: Engine, lane: str = "predict") -> A
         permit = engine.permit(content_length(request), lane)
         permit.__enter__()
     except QueueFullError as exc:
-        with contextlib.suppress(TimeoutError, ClientDisconnect, HTTPException):
-            await asyncio.wait_for(_discard_body(request), DRAIN_TIMEOUT_S)
-        raise engine_error(exc, engine.settings, engine.metrics) or exc from None
+        if (content_length(request) or 0) > SERVER_READS_AHEAD:
+            with contextlib.suppress(TimeoutError, ClientDisconnect, HTTPException):
+                await asyncio.wait_for(_discard_body(request), DRAIN_TIMEOUT_S)
+        raise await refused(exc, engine) from None
     try:
         yield
     finally:
@@ -237,6 +249,8 @@ async def finish(service: Service, work: Coroutine[Any, Any, R], request: Reques
     if job in done:
         try:
             return job.result()
+        except QueueFullError as exc:
+            raise await refused(exc, service.loaded_engine()) from None
         except Exception as exc:
             mapped = engine_error(exc, service.settings, service.metrics)
             if mapped is None:
