@@ -14,7 +14,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.support import launch, stop_server
+from tests.support import launch, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 AUTH = ("Authorization", "Bearer oip-key")
@@ -160,6 +160,7 @@ def test_a_full_server_answers_429_with_retry_after(tiny_model_dir: Path) -> Non
         client = triton.InferenceServerClient(url=f"{host}:{port}")
         with pytest.raises(InferenceServerException) as error:
             client.infer("tiny-bilstm", [text_input(["fine"], False)])
+        client.close()
         assert error.value.status() == "429"
         raw = httpx.post(f"{base}/v2/models/tiny-bilstm/infer", json={"inputs": []}, timeout=10)
         assert raw.status_code == 429 and int(raw.headers["retry-after"]) >= 1
@@ -181,3 +182,29 @@ def test_the_protocol_is_documented(server: str) -> None:
         "/v2/models/{name}/versions/{version}/infer",
     ):
         assert path in paths, path
+
+
+def test_a_server_still_warming_up_answers_503(tiny_model_dir: Path, free_port: int) -> None:
+    process = start_server(tiny_model_dir, free_port, None, SENTIMENT_WARMUP_RUNS="10000")
+    try:
+        base = f"http://127.0.0.1:{free_port}"
+        deadline = time.monotonic() + 30
+        while True:  # live, but not ready: the warm-up has 10,000 passes to go
+            try:
+                if httpx.get(f"{base}/v2/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        client = triton.InferenceServerClient(url=f"127.0.0.1:{free_port}")
+        try:
+            assert client.is_server_live() and not client.is_server_ready()
+            assert not client.is_model_ready("tiny-bilstm")
+            with pytest.raises(InferenceServerException) as error:
+                client.infer("tiny-bilstm", [text_input(["fine"], False)])
+            assert error.value.status() == "503" and "warming up" in error.value.message()
+        finally:
+            client.close()
+    finally:
+        stop_server(process)
