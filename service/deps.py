@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 
 from service.config import Settings
 from service.engine import Engine
@@ -59,38 +60,29 @@ def get_service(request: Request) -> Service:
     return service
 
 
-def check_api_key(request: Request, service: Service) -> None:
-    """401 unless the request carries ``Authorization: Bearer <SENTIMENT_API_KEY>`` (when a key is set)."""
-    key = service.settings.api_key
-    if key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-        token.strip().encode(), key.get_secret_value().encode()
-    ):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or invalid API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-def check_admin_key(request: Request, service: Service) -> None:
-    """401 unless the request carries ``Authorization: Bearer <SENTIMENT_ADMIN_KEY>``."""
-    key = service.settings.admin_key
+def _bearer(request: Request, key: SecretStr | None, refusal: str) -> None:
+    """401 with ``refusal`` unless the request carries ``Authorization: Bearer <key>`` (constant-time compare;
+    no key matches nothing)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if (
         key is None
         or scheme.lower() != "bearer"
         or not secrets.compare_digest(token.strip().encode(), key.get_secret_value().encode())
     ):
-        raise ApiError(
-            401,
-            "unauthorized",
-            "missing or invalid admin key: send 'Authorization: Bearer <admin key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise ApiError(401, "unauthorized", refusal, headers={"WWW-Authenticate": "Bearer"})
+
+
+def check_api_key(request: Request, service: Service) -> None:
+    """401 unless the request carries ``Authorization: Bearer <SENTIMENT_API_KEY>`` (when a key is set)."""
+    if service.settings.api_key is not None:
+        _bearer(request, service.settings.api_key, "missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+
+def check_admin_key(request: Request, service: Service) -> None:
+    """401 unless the request carries ``Authorization: Bearer <SENTIMENT_ADMIN_KEY>`` (the route exists only
+    when one is set)."""
+    refusal = "missing or invalid admin key: send 'Authorization: Bearer <admin key>'"
+    _bearer(request, service.settings.admin_key, refusal)
 
 
 def require_api_key(request: Request, service: Annotated[Service, Depends(get_service)]) -> None:
