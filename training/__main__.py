@@ -73,6 +73,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         default=d.pretrain_epochs,
         help="language-model pretraining epochs on the training texts before the classifier (0: off)",
     )
+    p.add_argument(
+        "--pretrained-encoder",
+        default=None,
+        help="checkpoints/pretrained.pt of an earlier run (same split and tokenizer) instead of pretraining again",
+    )
     p.add_argument("--resume", action="store_true", help="continue from run-dir/checkpoints/last.pt")
 
 

@@ -64,6 +64,9 @@ class TrainConfig:
     # (training.pretrain); 0 epochs turns it off.
     pretrain_epochs: int = 3
     pretrain_learning_rate: float = 2e-3
+    # An encoder (checkpoints/pretrained.pt of an earlier run on the same split and tokenizer settings) used
+    # instead of pretraining again: experiments on the classifier stage share one language model.
+    pretrained_encoder: str | None = None
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields other than vocab/classes
 
 
@@ -156,9 +159,14 @@ class _Run:
             log.info(
                 "resumed after epoch %d (best score %.4f at epoch %d)", state["epoch"], self.best_score, self.best_epoch
             )
+        elif self.config.pretrained_encoder:
+            state = torch.load(self.config.pretrained_encoder, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.summary["pretraining"] = state["history"]
+            log.info("encoder from %s (language model pretrained there)", self.config.pretrained_encoder)
         elif self.config.pretrain_epochs:
             c = self.config
-            self.summary["pretraining"] = pretrain(
+            history = pretrain(
                 self.model,
                 self.train_ids,
                 c.pretrain_epochs,
@@ -167,6 +175,8 @@ class _Run:
                 c.seed,
                 self.device,
             )
+            self.summary["pretraining"] = history
+            torch.save({"model": self.model.state_dict(), "history": history}, self.ckpt_dir / "pretrained.pt")
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
 
     def epoch(self, epoch: int) -> dict[str, Any]:
