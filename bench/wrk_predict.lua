@@ -1,11 +1,14 @@
 -- wrk script: POST /predict (or the path given second) with bodies taken in turn from a file (one JSON body
 -- per line). Like clients that ignore Retry-After, it sends the next request as soon as an answer comes.
---   wrk -s bench/wrk_predict.lua -c 64 -t 2 -d 10s http://127.0.0.1:8000 -- bodies.jsonl [/explain]
+--   wrk -s bench/wrk_predict.lua -c 64 -t 2 -d 10s http://127.0.0.1:8000 -- bodies.jsonl [/explain [2]]
+-- With the thread count as third argument, thread k sends bodies k, k+n, k+2n, ...: no body is sent twice
+-- in a run shorter than one pass over the file. Without it, each thread starts at a random body.
 -- Prints one JSON line: requests, duration, latency percentiles (microseconds), statuses, socket errors.
 local threads = {}
 
 function setup(thread)
   table.insert(threads, thread)
+  thread:set("id", #threads)
 end
 
 function init(args)
@@ -13,13 +16,19 @@ function init(args)
   for line in io.lines(args[1]) do
     bodies[#bodies + 1] = line
   end
-  position = math.random(#bodies)
+  stride = tonumber(args[3])
+  if stride then
+    position = id - stride -- the first request() moves it to body number id
+  else
+    stride = 1
+    position = math.random(#bodies)
+  end
   path = args[2] or "/predict"
   statuses = {}
 end
 
 function request()
-  position = position % #bodies + 1
+  position = (position + stride - 1) % #bodies + 1
   return wrk.format("POST", path, { ["Content-Type"] = "application/json" }, bodies[position])
 end
 

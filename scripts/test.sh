@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # debootstrap for a base image when no registry is reachable) and the browser tests (headless Chromium,
 # driven by Playwright's Python package; Playwright's own browser download is never used). Skipped when
 # not root or not Debian; those tests then skip with the reason.
-DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose chromium chromium-driver"
+DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose chromium chromium-driver wrk"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for pkg in $DEB_PACKAGES; do
