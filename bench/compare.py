@@ -14,12 +14,14 @@ count texts in 200 answers only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -162,14 +164,13 @@ def launch(stack: Stack, settings: dict[str, str], port: int, model_dir: Path, p
 
 def stop_group(stack: Stack, process: subprocess.Popen[bytes]) -> None:
     """The stack and every process it started (Mosec's and LitServe's workers, Ray's raylet and actors)."""
-    try:
-        os.killpg(process.pid, 15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait(20)
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(ProcessLookupError):  # workers that outlive their parent would skew what follows
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(20)
     if stack.cleanup:
         tool = venv_python(stack).parent / stack.cleanup[0].removeprefix("bin/")
         subprocess.run([str(tool), *stack.cleanup[1:]], capture_output=True, check=False)
