@@ -2,13 +2,16 @@
 
     python -m bench.compare --tune            # choose each stack's batching by measurement (writes the choice)
     python -m bench.compare                   # the comparison: bench/results/stacks.{json,md,png}
-    python -m bench.compare --provider cuda   # on a GPU host: bench/results/stacks-cuda.*
+    python -m bench.compare --provider cuda --wheelhouse WHEELS   # a GPU host: bench/results/stacks-cuda.*
 
 Every stack (``bench/stacks/``) runs in its own virtual environment under ``.bench-venvs/`` (made here,
 from the pins below), serves ``--model-dir`` through the same ``model_runtime.Predictor`` (same tokenizer,
 800-token truncation, length grouping) and gets the same bodies from the same wrk script: real IMDB
 reviews, each text in at most one request of a run, ``{"texts": [...]}`` of 1 or 32 texts. Reviews/s
 count texts in 200 answers only.
+
+A GPU host has no package index: fill a wheelhouse here first (``pip download -d WHEELS`` of the pins
+below, with ``onnxruntime-gpu`` for ``onnxruntime``, for that host's Python) and carry it.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from typing import Any
 import httpx
 
 from bench.ceiling import measure
-from bench.run import RESULTS, ROOT, free_port, wrk_command
+from bench.run import PROFILES, RESULTS, ROOT, free_port, wrk_command
 from model_runtime.contract import SHIPPED_MODEL_DIR
 
 VENVS = ROOT / ".bench-venvs"
 # Same versions as this service's environment, so the inference code is the same everywhere.
 COMMON = ["numpy==2.4.6", "onnxruntime==1.32.0", "tokenizers==0.23.3"]
+ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": "onnxruntime-gpu==1.32.0"}
 WORKLOADS = {"1 text": 1, "32 texts": 32}
 CONCURRENCY = (1, 8, 64)
 WRK_THREADS = 2
@@ -106,25 +110,38 @@ STACKS = [
 ]
 
 
-def venv_python(stack: Stack) -> Path:
+def venv_dir(stack: Stack) -> Path:
+    return VENVS / stack.name.lower().replace(" ", "-").replace("+", "plus")
+
+
+def venv_python(stack: Stack, provider: str = "cpu", wheelhouse: Path | None = None) -> Path:
     """The stack's interpreter, its virtual environment made (or refreshed when the pins changed)."""
     if not stack.requirements:
         return Path(sys.executable)
-    folder = VENVS / stack.name.lower().replace(" ", "-").replace("+", "plus")
-    pins = "\n".join([*COMMON, *stack.requirements])
+    folder = venv_dir(stack)
+    pins = [ONNXRUNTIME[provider] if p.startswith("onnxruntime==") else p for p in COMMON] + stack.requirements
     marker = folder / "bench-requirements.txt"
-    if not marker.exists() or marker.read_text() != pins:
+    if not marker.exists() or marker.read_text() != "\n".join(pins):
         print(f"making {folder} ...", flush=True)
         shutil.rmtree(folder, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
         pip = [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, *COMMON, *stack.requirements], check=True)
-        marker.write_text(pins)
+        offline = ["--no-index", "--find-links", str(wheelhouse)] if wheelhouse else []
+        subprocess.run([*pip, *offline, *pins], check=True)
+        marker.write_text("\n".join(pins))
     return folder / "bin" / "python"
 
 
-def launch(stack: Stack, settings: dict[str, str], port: int, model_dir: Path, provider: str, log: Path) -> Any:
-    python = venv_python(stack)
+def launch(
+    stack: Stack,
+    settings: dict[str, str],
+    port: int,
+    model_dir: Path,
+    provider: str,
+    log: Path,
+    wheelhouse: Path | None = None,
+) -> Any:
+    python = venv_python(stack, provider, wheelhouse)
     command = [part.format(port=port) for part in stack.command]
     if command[0].startswith("bin/"):
         command = [str(python.parent / command[0].removeprefix("bin/")), *command[1:]]
@@ -138,10 +155,12 @@ def launch(stack: Stack, settings: dict[str, str], port: int, model_dir: Path, p
         "BENCH_MODEL_DIR": str(model_dir),
         "BENCH_PROVIDER": provider,
         "BENCH_THREADS": str(max(1, (os.cpu_count() or 1) // workers)),
+        "BENCH_MAX_BATCH_TOKENS": str(PROFILES[provider].max_batch_tokens or 0),
         "SENTIMENT_MODEL_DIR": str(model_dir),
         "SENTIMENT_PORT": str(port),
         "SENTIMENT_PROVIDER": provider,
         "SENTIMENT_LOG_LEVEL": "warning",
+        **PROFILES[provider].env,
         **stack.env,
         **settings,
     }
@@ -172,7 +191,7 @@ def stop_group(stack: Stack, process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(20)
     if stack.cleanup:
-        tool = venv_python(stack).parent / stack.cleanup[0].removeprefix("bin/")
+        tool = venv_dir(stack) / "bin" / stack.cleanup[0].removeprefix("bin/")
         subprocess.run([str(tool), *stack.cleanup[1:]], capture_output=True, check=False)
 
 
@@ -229,7 +248,7 @@ def serve_and_load(
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
     port = free_port()
-    process = launch(stack, settings, port, args.model_dir, args.provider, args.log)
+    process = launch(stack, settings, port, args.model_dir, args.provider, args.log, args.wheelhouse)
     rows = []
     try:
         for workload, concurrency in points:
@@ -274,7 +293,10 @@ def selected(args: argparse.Namespace) -> list[Stack]:
 def compare(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     chosen = json.loads(args.choice.read_text()) if args.choice.exists() else {}
     print("ceiling (in-process, tokenize + onnxruntime):", flush=True)
-    ceiling = measure(args.model_dir, 1000, 3, [32, 64, 128], [(1, 2), (2, 1)], args.provider, 4096)
+    profile = PROFILES[args.provider]
+    ceiling = measure(
+        args.model_dir, 1000, 3, profile.batch_sizes, profile.setups, args.provider, profile.max_batch_tokens
+    )
     points = [(w, c) for w in WORKLOADS for c in CONCURRENCY]
     rows = []
     for stack in selected(args):
@@ -325,6 +347,7 @@ def main() -> None:
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--stacks", default="", help="comma-separated stack names (default: all)")
     parser.add_argument("--tune", action="store_true", help="measure each stack's grid and keep the best")
+    parser.add_argument("--wheelhouse", type=Path, default=None, help="install the stacks' pins from here, offline")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")

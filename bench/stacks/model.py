@@ -3,7 +3,9 @@ uses (same tokenizer, same 800-token truncation, same length grouping within the
 so the comparison measures the serving stacks, not the inference code.
 
 Settings come from the environment, so each stack's launcher passes the same ones:
-``BENCH_MODEL_DIR``, ``BENCH_THREADS`` (onnxruntime threads per worker process).
+``BENCH_MODEL_DIR``, ``BENCH_PROVIDER`` (cpu or cuda), ``BENCH_THREADS`` (onnxruntime threads per worker
+process), ``BENCH_MAX_BATCH_TOKENS`` (padded tokens per model run, 0 = one group; the service's setting for
+the provider).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from model_runtime import Predictor
 
-MAX_BATCH_TOKENS = 4096  # the service's default SENTIMENT_MAX_BATCH_TOKENS
+MAX_BATCH_TOKENS = int(os.environ.get("BENCH_MAX_BATCH_TOKENS", "4096")) or None
 
 
 def load() -> Predictor:
