@@ -9,7 +9,7 @@ touches numpy arrays, session options or execution providers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,11 @@ from model_runtime.session import (
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
+Run = Callable[[list[list[int]]], FloatArray]
+# How the length groups of one call are run: the builtin ``map`` (one after the other, on the calling
+# thread) or a thread pool's ``map`` (at once, on the pool's threads). Either way each group is the same
+# model run with the same inputs, so the results are the same to the bit.
+GroupMap = Callable[[Run, Iterable[list[list[int]]]], Iterator[FloatArray]]
 
 
 class ModelLoadError(RuntimeError):
@@ -132,12 +137,18 @@ class Predictor:
         return result
 
     def predict(
-        self, texts: list[str], max_batch_tokens: int | None = None, max_batch_size: int | None = None
+        self,
+        texts: list[str],
+        max_batch_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        map_groups: GroupMap = map,
     ) -> list[Prediction]:
         """Predictions in input order. Texts are run in length order, in chunks of similar length (at most
-        ``max_batch_tokens`` padded tokens and ``max_batch_size`` texts per run, when given), to cut padding."""
+        ``max_batch_tokens`` padded tokens and ``max_batch_size`` texts per run, when given), to cut padding;
+        ``map_groups`` runs those chunks (see GroupMap)."""
         encodings = self.encode(texts)
-        probs = self.grouped_probabilities([enc.ids for enc in encodings], max_batch_tokens, max_batch_size)
+        ids = [enc.ids for enc in encodings]
+        probs = self.grouped_probabilities(ids, max_batch_tokens, max_batch_size, map_groups=map_groups)
         return [self.prediction(p, enc) for p, enc in zip(probs.tolist(), encodings, strict=True)]
 
     def grouped_probabilities(
@@ -145,14 +156,16 @@ class Predictor:
         ids: list[list[int]],
         max_batch_tokens: int | None = None,
         max_batch_size: int | None = None,
-        run: Callable[[list[list[int]]], FloatArray] | None = None,
+        run: Run | None = None,
+        map_groups: GroupMap = map,
     ) -> FloatArray:
         """(B, C) probabilities in input order, run in length groups (see ``length_groups``), each by ``run``
-        (default: ``self.probabilities``)."""
-        run = run or self.probabilities
+        (default: ``self.probabilities``), the groups by ``map_groups``."""
         probs = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        for rows in length_groups([len(x) for x in ids], max_batch_tokens, max_batch_size):
-            probs[rows] = run([ids[i] for i in rows])
+        groups = length_groups([len(x) for x in ids], max_batch_tokens, max_batch_size)
+        results = map_groups(run or self.probabilities, ([ids[i] for i in rows] for rows in groups))
+        for rows, result in zip(groups, results, strict=True):
+            probs[rows] = result
         return probs
 
     def prediction(self, probs: list[float], encoding: Encoding) -> Prediction:

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,10 @@ class Engine:
         self.draining = False
         self.in_flight = 0
         self.rate = RateMeter(plan_threads(settings, predictor.provider).workers)
+        # The model runs of every batch's length groups, on one thread per worker: a batch running alone
+        # spreads its groups over every worker's thread (one 32-text request uses both cores, not one);
+        # batches running together share the threads. The groups are the same, so are the answers.
+        self._model_runs = ThreadPoolExecutor(max_workers=self.rate.workers, thread_name_prefix="model-run")
         self._batcher: Batcher[Predictor, Prediction] | None = None
         self._explain_lane: SideLane | None = None
         self._warmup: asyncio.Task[None] | None = None
@@ -181,7 +186,8 @@ class Engine:
 
     def _run_batch(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
         predictor = self.predictor  # the model a batch starts on is the one it finishes on
-        return predictor, predictor.predict(texts, self.settings.max_batch_tokens, self.settings.max_batch_size)
+        s = self.settings
+        return predictor, predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, self._model_runs.map)
 
     def _observe_batch(self, texts: int, cost: float, seconds: float, waited: float) -> None:
         self.rate.observe(cost, seconds)
@@ -225,6 +231,7 @@ class Engine:
                 await self._warmup
         if self._batcher is not None:
             await self._batcher.drain()
+        self._model_runs.shutdown(wait=False)  # the batches that used it have finished
         if self._explain_lane is not None:
             await asyncio.to_thread(self._explain_lane.drain)
         log.info("drained; shutting down")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from model_runtime import file_sha256, pad_ids
+from model_runtime import Predictor, file_sha256, pad_ids
 from service.app import create_app
 from service.config import Settings
 from tests.support import gauge, wait_until_ready
@@ -82,6 +84,37 @@ def test_single_text_equals_its_batch_entry(client: TestClient) -> None:
     many = client.post("/predict", json={"texts": [NEGATIVE, POSITIVE]}).json()["predictions"]
     assert len(one) == 1
     assert one[0]["probabilities"] == pytest.approx(many[1]["probabilities"], abs=1e-5)
+
+
+def test_a_lone_request_runs_its_length_groups_in_parallel_with_the_same_answers(
+    client: TestClient, tiny_model_dir: Path, imdb_split: Split
+) -> None:
+    """One request of many long texts is cut into length groups that run on every worker's thread at
+    once; each group is the same model run as when they ran one after the other, so the answers are equal
+    to the bit."""
+    texts = [ex.text for ex in imdb_split.test[:96]]
+    served = client.post("/predict", json={"texts": texts[:64]}).json()["predictions"]
+    served += client.post("/predict", json={"texts": texts[64:]}).json()["predictions"]
+    predictor = Predictor.load(tiny_model_dir, intra_op_threads=1)
+    settings = Settings()
+    threads: set[str] = set()
+    both_running = threading.Barrier(2, timeout=30)  # the first two groups meet: two threads, at once
+
+    calls = itertools.count()
+
+    def run_noting_thread(ids: list[list[int]]) -> Any:
+        threads.add(threading.current_thread().name)
+        if next(calls) < 2:
+            both_running.wait()
+        return predictor.probabilities(ids)
+
+    with ThreadPoolExecutor(2) as pool:
+        ids = [enc.ids for enc in predictor.encode(texts[:64])]
+        predictor.grouped_probabilities(ids, settings.max_batch_tokens, run=run_noting_thread, map_groups=pool.map)
+    one_by_one = predictor.predict(texts[:64], settings.max_batch_tokens, settings.max_batch_size)
+    one_by_one += predictor.predict(texts[64:], settings.max_batch_tokens, settings.max_batch_size)
+    assert len(threads) == 2
+    assert [p["probabilities"] for p in served] == [p.probabilities for p in one_by_one]
 
 
 def test_results_are_batch_invariant_and_equal_the_export_reference(
