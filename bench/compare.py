@@ -58,6 +58,7 @@ class Stack:
     grid: dict[str, list[str]] = field(default_factory=dict)  # BENCH_* settings tried by --tune
     env: dict[str, str] = field(default_factory=dict)
     cleanup: list[str] = field(default_factory=list)  # a bin/ command run after the server is stopped
+    root: Path = ROOT  # the source tree it runs from (another commit's, for --ref)
 
 
 # 2 cores: one worker process with 2 onnxruntime threads, or two with one each; batches of up to 16 or
@@ -150,7 +151,7 @@ def launch(
     workers = int(settings.get("BENCH_WORKERS", "1"))
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(stack.root),
         "BENCH_PORT": str(port),
         "BENCH_MODEL_DIR": str(model_dir),
         "BENCH_PROVIDER": provider,
@@ -165,7 +166,7 @@ def launch(
         **settings,
     }
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+        process = subprocess.Popen(command, cwd=stack.root, env=env, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + 300
     body = {"texts": ["Ready to serve?"]}
     while time.monotonic() < deadline:
@@ -287,7 +288,12 @@ def tune(args: argparse.Namespace, files: dict[str, Path]) -> None:
 
 def selected(args: argparse.Namespace) -> list[Stack]:
     names = {n.strip().lower() for n in args.stacks.split(",")} if args.stacks else None
-    return [s for s in STACKS if names is None or s.name.lower() in names]
+    stacks = [s for s in STACKS if names is None or s.name.lower() in names]
+    if args.ref:  # this service as it was at another commit, measured in the same run: what a change bought
+        tree = Path(tempfile.mkdtemp(prefix="bench-ref-"))
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), args.ref], cwd=ROOT, check=True)
+        stacks.insert(1, Stack(f"this service @ {args.ref}", [], ["-m", "service"], "/predict", "(before)", root=tree))
+    return stacks
 
 
 def compare(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
@@ -347,8 +353,11 @@ def main() -> None:
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--stacks", default="", help="comma-separated stack names (default: all)")
     parser.add_argument("--tune", action="store_true", help="measure each stack's grid and keep the best")
+    parser.add_argument("--out", default="", help="results name under bench/results (default: stacks)")
+    parser.add_argument("--ref", default="", help="also measure this service at this git commit (before/after)")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="install the stacks' pins from here, offline")
     args = parser.parse_args()
+    args.model_dir = args.model_dir.resolve()  # the same model for every stack, --ref's included
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
     args.results = "stacks" if args.provider == "cpu" else "stacks-cuda"
@@ -362,7 +371,7 @@ def main() -> None:
             tune(args, files)
             return
         results = compare(args, files)
-    out = RESULTS / args.results
+    out = RESULTS / (args.out or args.results)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     out.with_suffix(".md").write_text(markdown(results))
     print(out.with_suffix(".md").read_text())
