@@ -163,6 +163,8 @@ class Predictor:
         (default: ``self.probabilities``), the groups by ``map_groups``."""
         probs = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         groups = length_groups([len(x) for x in ids], max_batch_tokens, max_batch_size)
+        if len(groups) == 1:  # nothing to spread: no hand-over to another thread
+            map_groups = map
         results = map_groups(run or self.probabilities, ([ids[i] for i in rows] for rows in groups))
         for rows, result in zip(groups, results, strict=True):
             probs[rows] = result

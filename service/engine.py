@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -94,10 +95,12 @@ class Engine:
         self.draining = False
         self.in_flight = 0
         self.rate = RateMeter(plan_threads(settings, predictor.provider).workers)
-        # The model runs of every batch's length groups, on one thread per worker: a batch running alone
-        # spreads its groups over every worker's thread (one 32-text request uses both cores, not one);
-        # batches running together share the threads. The groups are the same, so are the answers.
+        # A batch that runs alone spreads its length groups over one thread per worker, so that one 32-text
+        # request uses every core, not one; batches running side by side run their groups on their own
+        # thread, as the workers already share the cores. The groups are the same, so are the answers.
         self._model_runs = ThreadPoolExecutor(max_workers=self.rate.workers, thread_name_prefix="model-run")
+        self._batches_running = 0
+        self._batches_lock = threading.Lock()
         self._batcher: Batcher[Predictor, Prediction] | None = None
         self._explain_lane: SideLane | None = None
         self._warmup: asyncio.Task[None] | None = None
@@ -187,7 +190,15 @@ class Engine:
     def _run_batch(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
         predictor = self.predictor  # the model a batch starts on is the one it finishes on
         s = self.settings
-        return predictor, predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, self._model_runs.map)
+        with self._batches_lock:
+            self._batches_running += 1
+            alone = self._batches_running == 1
+        try:
+            spread = self._model_runs.map if alone else map
+            return predictor, predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
+        finally:
+            with self._batches_lock:
+                self._batches_running -= 1
 
     def _observe_batch(self, texts: int, cost: float, seconds: float, waited: float) -> None:
         self.rate.observe(cost, seconds)
