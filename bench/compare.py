@@ -46,6 +46,7 @@ ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": "onnxruntime-gpu==1.32.0"}
 WORKLOADS = {"1 text": 1, "32 texts": 32}
 CONCURRENCY = (1, 8, 64)
 WRK_THREADS = 2
+WARM_UP_S = 3
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,9 @@ def serve_and_load(
     process = launch(stack, settings, port, args.model_dir, args.provider, args.log, args.wheelhouse)
     rows = []
     try:
+        # Unmeasured: a fresh server's first seconds (allocations, lazy initialisation) would count
+        # against whichever stack happens to come first after the ceiling.
+        load_point(port, stack.path, files["1 text"], 8, WARM_UP_S)
         for workload, concurrency in points:
             result = load_point(port, stack.path, files[workload], concurrency, args.duration)
             rows.append({**row(stack, workload, concurrency, result), "settings": settings})
