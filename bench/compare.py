@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.ceiling import measure
-from bench.run import PROFILES, RESULTS, ROOT, free_port, wrk_command
+from bench.run import PROFILES, RESULTS, ROOT, free_port, wrk
 from model_runtime.contract import SHIPPED_MODEL_DIR
 
 VENVS = ROOT / ".bench-venvs"
@@ -45,7 +45,6 @@ COMMON = ["numpy==2.4.6", "onnxruntime==1.32.0", "tokenizers==0.23.3"]
 ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": "onnxruntime-gpu==1.32.0"}
 WORKLOADS = {"1 text": 1, "32 texts": 32}
 CONCURRENCY = (1, 8, 64)
-WRK_THREADS = 2
 WARM_UP_S = 3
 
 
@@ -198,15 +197,7 @@ def stop_group(stack: Stack, process: subprocess.Popen[bytes]) -> None:
 
 
 def load_point(port: int, path: str, bodies: Path, concurrency: int, duration: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [*wrk_command(port, bodies, concurrency, duration, path), str(min(WRK_THREADS, concurrency))],
-        capture_output=True,
-        text=True,
-        timeout=duration + 90,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return wrk(port, bodies, concurrency, duration, path, disjoint=True)
 
 
 def row(stack: Stack, workload: str, concurrency: int, result: dict[str, Any]) -> dict[str, Any]:

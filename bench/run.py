@@ -134,9 +134,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(15)
 
 
-def wrk(port: int, bodies: Path, concurrency: int, duration: float, path: str = "/predict") -> dict[str, Any]:
+def wrk(
+    port: int, bodies: Path, concurrency: int, duration: float, path: str = "/predict", disjoint: bool = False
+) -> dict[str, Any]:
+    """One wrk run's figures; ``disjoint``: wrk's threads take disjoint bodies (none sent twice in a run
+    shorter than one pass over the file)."""
+    command = wrk_command(port, bodies, concurrency, duration, path)
     out = subprocess.run(
-        wrk_command(port, bodies, concurrency, duration, path),
+        [*command, str(min(2, concurrency))] if disjoint else command,
         capture_output=True,
         text=True,
         timeout=duration + 60,
