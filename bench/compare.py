@@ -42,7 +42,7 @@ from model_runtime.contract import SHIPPED_MODEL_DIR
 VENVS = ROOT / ".bench-venvs"
 # Same versions as this service's environment, so the inference code is the same everywhere.
 COMMON = ["numpy==2.4.6", "onnxruntime==1.32.0", "tokenizers==0.23.3"]
-ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": "onnxruntime-gpu==1.32.0"}
+ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": os.environ.get("BENCH_ONNXRUNTIME", "onnxruntime-gpu==1.32.0")}
 WORKLOADS = {"1 text": 1, "32 texts": 32}
 CONCURRENCY = (1, 8, 64)
 WARM_UP_S = 3

@@ -44,4 +44,14 @@ timeout 400 python3 -m bench.run --provider cuda --skip-baseline --texts 4096 --
     --env "$GPU_ENV" --server-log "$OUT/server.log"
 grep -v '"level": "INFO"' "$OUT/server.log" | tail -5
 cp bench/results/cuda-latest.* "$OUT"/ 2>/dev/null
+
+# The side-by-side comparison, when the carry holds the stacks' wheels for this host's Python
+# (pip download -d $CARRY/stacks --python-version 3.12 --only-binary :all: <the pins of bench/compare.py>,
+# onnxruntime-gpu for onnxruntime; Ray alone is ~70 MB, so name the stacks that fit with $STACKS).
+if [ -d "$CARRY/stacks" ]; then
+    step "side by side (${STACKS:=this service,Mosec,LitServe,BentoML,FastAPI + onnxruntime})"
+    BENCH_ONNXRUNTIME="onnxruntime-gpu==$(python3 -c 'import onnxruntime as o; print(o.__version__)')" \
+        timeout 1500 python3 -m bench.compare --provider cuda --wheelhouse "$CARRY/stacks" --stacks "$STACKS"
+    cp bench/results/stacks-cuda.* "$OUT"/ 2>/dev/null
+fi
 step done
