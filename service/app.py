@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     app = FastAPIOffline(
         title="Sentiment service",
-        version="2.0.0",
+        version="2.1.0",
         description="Sentiment scores for English texts from a bidirectional LSTM served by ONNX Runtime. "
         "Send one text or a batch to `POST /predict`.",
         lifespan=lifespan,

@@ -90,7 +90,7 @@ def _model(service: Service, name: str, version: str | None = None) -> Predictor
 
 @router.get("", summary="Server metadata")
 async def server_metadata(service: ServiceDep) -> Response:
-    return json_response({"name": "sentiment-service", "version": "2.0.0", "extensions": ["binary_tensor_data"]})
+    return json_response({"name": "sentiment-service", "version": "2.1.0", "extensions": ["binary_tensor_data"]})
 
 
 @router.get("/health/live", summary="Server liveness")

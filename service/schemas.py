@@ -89,7 +89,7 @@ def make_predict_request(
 
 class ModelRef(TypedDict):
     name: Annotated[str, Field(examples=["sentiment-bilstm"])]
-    version: Annotated[str, Field(examples=["2.0.0"])]
+    version: Annotated[str, Field(examples=["2.1.0"])]
 
 
 class PredictionOut(TypedDict):

@@ -59,7 +59,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # Adversarial training (Miyato et al. 2017): also fit the loss at the embeddings moved by this much per
     # token along the loss gradient. 0 turns it off (it doubles the cost of a step).
-    adversarial_eps: float = 0.0
+    adversarial_eps: float = 0.5
     # Language-model pretraining of the embedding and LSTM on the training texts before the classifier
     # (training.pretrain); 0 epochs turns it off.
     pretrain_epochs: int = 3
