@@ -56,6 +56,7 @@ def test_wrk_threads_send_disjoint_bodies(tmp_path: Path) -> None:
         result = load_point(server.server_address[1], "/predict", files["1 text"], 8, 1)
     finally:
         server.shutdown()
+        server.server_close()
     assert result["statuses"] == {"200": result["requests"]} and result["requests"] > 50
     # every body the server got was a different one (wrk does not count the requests cut off at the end)
     assert len(set(_Recorder.seen)) == len(_Recorder.seen) >= result["requests"]

@@ -154,8 +154,7 @@ class _Run:
             self.start_epoch = state["epoch"] + 1
             torch.set_rng_state(state["torch_rng"])
             previous = json.loads((self.run_dir / "run.json").read_text())
-            if "pretraining" in previous:
-                self.summary["pretraining"] = previous["pretraining"]
+            self.summary.update({k: v for k, v in previous.items() if k == "pretraining"})
             log.info(
                 "resumed after epoch %d (best score %.4f at epoch %d)", state["epoch"], self.best_score, self.best_epoch
             )
@@ -166,16 +165,8 @@ class _Run:
             log.info("encoder from %s (language model pretrained there)", self.config.pretrained_encoder)
         elif self.config.pretrain_epochs:
             c = self.config
-            history = pretrain(
-                self.model,
-                self.train_ids,
-                c.pretrain_epochs,
-                c.batch_size,
-                c.pretrain_learning_rate,
-                c.seed,
-                self.device,
-            )
-            self.summary["pretraining"] = history
+            args = (c.pretrain_epochs, c.batch_size, c.pretrain_learning_rate, c.seed, self.device)
+            self.summary["pretraining"] = history = pretrain(self.model, self.train_ids, *args)
             torch.save({"model": self.model.state_dict(), "history": history}, self.ckpt_dir / "pretrained.pt")
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
 
