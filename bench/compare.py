@@ -300,15 +300,20 @@ def compare(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     )
     points = [(w, c) for w in WORKLOADS for c in CONCURRENCY]
     rows = []
-    for stack in selected(args):
-        settings = chosen.get(stack.name, {k: v[0] for k, v in stack.grid.items()})
-        rows += serve_and_load(stack, settings, points, files, args)
+    stacks = selected(args)
+    try:
+        for stack in stacks:
+            settings = chosen.get(stack.name, {k: v[0] for k, v in stack.grid.items()})
+            rows += serve_and_load(stack, settings, points, files, args)
+    finally:
+        for tree in {s.root for s in stacks} - {ROOT}:  # --ref's worktree
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
         "provider": args.provider,
         "duration_s": args.duration,
-        "model_dir": str(args.model_dir),
+        "model_dir": str(args.model_dir.relative_to(ROOT) if args.model_dir.is_relative_to(ROOT) else args.model_dir),
         "ceiling_reviews_per_s": ceiling["best"]["reviews_per_s"],
         "ceiling": ceiling["best"],
         "stacks": [{"name": s.name, "batching": s.batching, "settings": chosen.get(s.name, {})} for s in STACKS],
