@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -284,6 +285,9 @@ def tune(args: argparse.Namespace, files: dict[str, Path]) -> None:
 def selected(args: argparse.Namespace) -> list[Stack]:
     names = {n.strip().lower() for n in args.stacks.split(",")} if args.stacks else None
     stacks = [s for s in STACKS if names is None or s.name.lower() in names]
+    if args.env:  # settings tried on this service (--ref's copy keeps its defaults)
+        env = dict(item.split("=", 1) for item in args.env)
+        stacks = [dataclasses.replace(s, env=env) if s.name == "this service" else s for s in stacks]
     if args.ref:  # this service as it was at another commit, measured in the same run: what a change bought
         tree = Path(tempfile.mkdtemp(prefix="bench-ref-"))
         subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), args.ref], cwd=ROOT, check=True)
@@ -353,6 +357,7 @@ def main() -> None:
     parser.add_argument("--provider", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--stacks", default="", help="comma-separated stack names (default: all)")
     parser.add_argument("--tune", action="store_true", help="measure each stack's grid and keep the best")
+    parser.add_argument("--env", action="append", default=[], help="SENTIMENT_*=value for this service")
     parser.add_argument("--out", default="", help="results name under bench/results (default: stacks)")
     parser.add_argument("--ref", default="", help="also measure this service at this git commit (before/after)")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="install the stacks' pins from here, offline")
