@@ -5,6 +5,7 @@ BENCH_PORT=8000 python -m bench.stacks.rayserve_server     # POST /predict
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -33,7 +34,7 @@ class Sentiment:
 
 
 if __name__ == "__main__":
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": settings.PORT})
     serve.run(Sentiment.bind(), route_prefix="/predict")  # type: ignore[attr-defined]  # added by the decorator
     while True:
