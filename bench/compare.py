@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def launch(
     provider: str,
     log: Path,
     wheelhouse: Path | None = None,
-) -> Any:
+) -> subprocess.Popen[bytes]:
     python = venv_python(stack, provider, wheelhouse)
     command = [part.format(port=port) for part in stack.command]
     if command[0].startswith("bin/"):
@@ -288,11 +289,18 @@ def selected(args: argparse.Namespace) -> list[Stack]:
     if args.env:  # settings tried on this service (--ref's copy keeps its defaults)
         env = dict(item.split("=", 1) for item in args.env)
         stacks = [dataclasses.replace(s, env=env) if s.name == "this service" else s for s in stacks]
-    if args.ref:  # this service as it was at another commit, measured in the same run: what a change bought
-        tree = Path(tempfile.mkdtemp(prefix="bench-ref-"))
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), args.ref], cwd=ROOT, check=True)
-        stacks.insert(1, Stack(f"this service @ {args.ref}", [], ["-m", "service"], "/predict", "(before)", root=tree))
     return stacks
+
+
+@contextlib.contextmanager
+def at_commit(ref: str) -> Iterator[Stack]:
+    """This service as it was at ``ref`` (a git worktree, removed afterwards): what a change bought."""
+    tree = Path(tempfile.mkdtemp(prefix="bench-ref-"))
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), ref], cwd=ROOT, check=True)
+    try:
+        yield Stack(f"this service @ {ref}", [], ["-m", "service"], "/predict", "(before)", root=tree)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 def compare(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
@@ -304,14 +312,13 @@ def compare(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     )
     points = [(w, c) for w in WORKLOADS for c in CONCURRENCY]
     rows = []
-    stacks = selected(args)
-    try:
+    with contextlib.ExitStack() as context:
+        stacks = selected(args)
+        if args.ref:
+            stacks.insert(1, context.enter_context(at_commit(args.ref)))
         for stack in stacks:
             settings = chosen.get(stack.name, {k: v[0] for k, v in stack.grid.items()})
             rows += serve_and_load(stack, settings, points, files, args)
-    finally:
-        for tree in {s.root for s in stacks} - {ROOT}:  # --ref's worktree
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
     return {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
