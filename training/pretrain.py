@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -113,4 +114,18 @@ def pretrain(
             f"LM epoch {epoch}: loss per direction {record['lm_loss_per_direction']:.3f} "
             f"({tokens / seconds:.0f} tokens/s)"
         )
+    return history
+
+
+def save_encoder(model: BiLSTMClassifier, history: list[dict[str, Any]], path: Path) -> None:
+    """The pretrained network and its history, for later runs' ``load_encoder`` (``--pretrained-encoder``)."""
+    torch.save({"model": model.state_dict(), "history": history}, path)
+
+
+def load_encoder(model: BiLSTMClassifier, path: str | Path, device: torch.device) -> list[dict[str, Any]]:
+    """Load what ``save_encoder`` wrote into ``model``; returns the pretraining history."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    history: list[dict[str, Any]] = state["history"]
+    log.info("encoder from %s (language model pretrained there)", path)
     return history

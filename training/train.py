@@ -31,7 +31,7 @@ from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
 from training.batching import bucketed_batches, collate, predict_logits
 from training.data import Dataset, Example, Split, digest_of_hashes, split_dataset, write_split_manifest
 from training.model import BiLSTMClassifier, ModelConfig
-from training.pretrain import pretrain
+from training.pretrain import load_encoder, pretrain, save_encoder
 from training.recipe import SpanSampler, adversarial_loss, calibrate, validation_record
 from training.tokenizer import train_tokenizer
 
@@ -144,7 +144,7 @@ class _Run:
 
     def resume_or_pretrain(self, resume: bool) -> None:
         """Continue from last.pt, or (a fresh run) pretrain the encoder as a language model when asked."""
-        last = self.ckpt_dir / "last.pt"
+        c, last = self.config, self.ckpt_dir / "last.pt"
         if resume and last.exists():
             state = torch.load(last, map_location=self.device, weights_only=False)
             self.model.load_state_dict(state["model"])
@@ -154,20 +154,18 @@ class _Run:
             self.start_epoch = state["epoch"] + 1
             torch.set_rng_state(state["torch_rng"])
             previous = json.loads((self.run_dir / "run.json").read_text())
-            self.summary.update({k: v for k, v in previous.items() if k == "pretraining"})
+            if "pretraining" in previous:
+                self.summary["pretraining"] = previous["pretraining"]
             log.info(
                 "resumed after epoch %d (best score %.4f at epoch %d)", state["epoch"], self.best_score, self.best_epoch
             )
-        elif self.config.pretrained_encoder:
-            state = torch.load(self.config.pretrained_encoder, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-            self.summary["pretraining"] = state["history"]
-            log.info("encoder from %s (language model pretrained there)", self.config.pretrained_encoder)
-        elif self.config.pretrain_epochs:
-            c = self.config
-            args = (c.pretrain_epochs, c.batch_size, c.pretrain_learning_rate, c.seed, self.device)
-            self.summary["pretraining"] = history = pretrain(self.model, self.train_ids, *args)
-            torch.save({"model": self.model.state_dict(), "history": history}, self.ckpt_dir / "pretrained.pt")
+        elif c.pretrained_encoder:
+            self.summary["pretraining"] = load_encoder(self.model, c.pretrained_encoder, self.device)
+        elif c.pretrain_epochs:
+            model, ids, device = self.model, self.train_ids, self.device
+            history = pretrain(model, ids, c.pretrain_epochs, c.batch_size, c.pretrain_learning_rate, c.seed, device)
+            self.summary["pretraining"] = history
+            save_encoder(model, history, self.ckpt_dir / "pretrained.pt")
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
 
     def epoch(self, epoch: int) -> dict[str, Any]:
