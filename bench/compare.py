@@ -289,6 +289,9 @@ def selected(args: argparse.Namespace) -> list[Stack]:
     if args.env:  # settings tried on this service (--ref's copy keeps its defaults)
         env = dict(item.split("=", 1) for item in args.env)
         stacks = [dataclasses.replace(s, env=env) if s.name == "this service" else s for s in stacks]
+    if args.server_command:  # this service under another launch command (another ASGI server, say)
+        command = args.server_command.split()
+        stacks = [dataclasses.replace(s, command=command) if s.name == "this service" else s for s in stacks]
     return stacks
 
 
@@ -366,6 +369,13 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true", help="measure each stack's grid and keep the best")
     parser.add_argument("--env", action="append", default=[], help="SENTIMENT_*=value for this service")
     parser.add_argument("--out", default="", help="results name under bench/results (default: stacks)")
+    parser.add_argument(
+        "--server-command",
+        default="",
+        help="launch this service with this command instead of -m service ({port} is filled in; bin/X is the "
+        "environment's X), e.g. 'bin/granian --interface asgi --factory --port {port} "
+        "service.__main__:app_from_environment'",
+    )
     parser.add_argument("--ref", default="", help="also measure this service at this git commit (before/after)")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="install the stacks' pins from here, offline")
     args = parser.parse_args()

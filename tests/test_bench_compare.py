@@ -4,6 +4,7 @@ answers exactly what this service answers for the same model."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import threading
@@ -14,7 +15,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from bench.compare import STACKS, Stack, launch, load_point, stop_group, write_bodies
+from bench.compare import STACKS, Stack, launch, load_point, selected, stop_group, write_bodies
 from model_runtime import Predictor
 from tests.support import artifact_dir
 
@@ -75,3 +76,20 @@ def test_a_stack_started_by_the_harness_answers_like_the_service(tiny_model_dir:
     assert process.poll() is not None
     expected = Predictor.load(tiny_model_dir).predict(texts, max_batch_tokens=4096)
     assert [p["probabilities"] for p in answer["predictions"]] == [e.probabilities for e in expected]
+
+
+def test_this_service_under_another_server_command(tiny_model_dir: Path, free_port: int) -> None:
+    """--server-command starts this service another way (here uvicorn's own CLI on the app factory)."""
+    command = "bin/uvicorn --factory --port {port} service.__main__:app_from_environment"
+    args = argparse.Namespace(stacks="this service", env=["SENTIMENT_WARMUP_RUNS=0"], server_command=command)
+    (stack,) = selected(args)
+    assert stack.command == command.split() and stack.env == {"SENTIMENT_WARMUP_RUNS": "0"}
+    process = launch(stack, {}, free_port, tiny_model_dir, "cpu", artifact_dir("bench") / "server-command.log")
+    try:
+        answer = httpx.post(f"http://127.0.0.1:{free_port}/predict", json={"texts": ["It was fine."]}, timeout=30)
+        served = httpx.get(f"http://127.0.0.1:{free_port}/model", timeout=30).json()
+    finally:
+        stop_group(stack, process)
+    expected = Predictor.load(tiny_model_dir).predict(["It was fine."])
+    assert answer.json()["predictions"][0]["probabilities"] == expected[0].probabilities
+    assert served["version"] == Predictor.load(tiny_model_dir).card.version

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from training.batching import collate
+from training.batching import collate, source_mixed_batches
 from training.model import BiLSTMClassifier, ModelConfig
 
 
@@ -57,3 +57,16 @@ def test_gradients_reach_both_directions() -> None:
     for name in ("weight_ih_l0", "weight_ih_l0_reverse", "weight_hh_l0", "weight_hh_l0_reverse"):
         grad = getattr(model.lstm, name).grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_source_mixed_batches_put_every_source_in_every_batch_and_every_text_in_one() -> None:
+    rng = random.Random(3)
+    sources = ["imdb"] * 900 + ["rotten_tomatoes"] * 300
+    lengths = [rng.randrange(100, 800) for _ in range(900)] + [rng.randrange(5, 40) for _ in range(300)]
+    batches = source_mixed_batches(lengths, sources, 64, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(1200))
+    assert all({sources[i] for i in b} == {"imdb", "rotten_tomatoes"} for b in batches)
+    assert max(len(b) for b in batches) <= 64 + 1 and len(batches) == -(-900 // 48)
+    imdb_lengths = [[lengths[i] for i in b if sources[i] == "imdb"] for b in batches]
+    spread = sum(max(x) - min(x) for x in imdb_lengths) / len(batches)
+    assert spread < 100  # the largest source stays length-bucketed

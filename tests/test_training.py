@@ -186,3 +186,12 @@ def test_language_model_pretraining_learns_and_feeds_the_classifier(tmp_path: Pa
     assert [r["epoch"] for r in lm] == [1, 2]
     assert lm[1]["lm_loss_per_direction"] < lm[0]["lm_loss_per_direction"]
     assert summary["training"]["epochs_run"] == 1
+
+
+def test_source_mixed_training_runs_and_is_recorded(tmp_path: Path, corpus: Dataset) -> None:
+    config = replace(TINY_CONFIG, max_samples=300, epochs=1, mix_sources=True)
+    summary = train(corpus, tmp_path / "run", config)
+    assert summary["train_config"]["mix_sources"] is True
+    (record,) = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert np.isfinite(record["train_loss"]) and record["train_texts"] >= 300
+    assert set(record["val_accuracy_by_source"]) == {"imdb", "rotten_tomatoes"}

@@ -62,6 +62,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument(
+        "--mix-sources",
+        action="store_true",
+        help="deal the smaller sources' texts across every batch instead of batching texts of similar length",
+    )
+    p.add_argument(
         "--adversarial-eps",
         type=float,
         default=d.adversarial_eps,

@@ -24,6 +24,23 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) ->
     return batches
 
 
+def source_mixed_batches(
+    lengths: list[int], sources: list[str], batch_size: int, rng: random.Random
+) -> list[list[int]]:
+    """Every batch holds every source in proportion: the largest source's texts in length-bucketed batches
+    (``bucketed_batches``), the other sources' texts shuffled and dealt across those batches in turn. Without
+    it a batch holds texts of similar length, and short Rotten Tomatoes sentences meet only short texts."""
+    largest = max(set(sources), key=sources.count)
+    main = [i for i, s in enumerate(sources) if s == largest]
+    others = [i for i, s in enumerate(sources) if s != largest]
+    main_batch = max(1, round(batch_size * len(main) / len(sources)))
+    batches = [[main[j] for j in b] for b in bucketed_batches([lengths[i] for i in main], main_batch, rng)]
+    rng.shuffle(others)
+    for k, i in enumerate(others):
+        batches[k % len(batches)].append(i)
+    return batches
+
+
 def collate(ids: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad with PAD_ID: (B, T) int64 ids and (B,) int64 true lengths."""
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.int64)

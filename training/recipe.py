@@ -36,9 +36,10 @@ class SpanSampler:
                 self.items.append((i, [0, *ends[:-1]], ends))
         self.ids, self.labels = ids, labels
 
-    def sample(self, fraction: float, rng: random.Random) -> tuple[list[list[int]], list[int]]:
+    def sample(self, fraction: float, rng: random.Random) -> tuple[list[list[int]], list[int], list[int]]:
+        """Spans of about ``fraction`` of the long texts: (token ids, labels, index of the text each came from)."""
         chosen = [item for item in self.items if rng.random() < fraction]
-        spans, labels = [], []
+        spans, labels, parents = [], [], []
         for i, starts, ends in chosen:
             first = rng.randrange(len(starts))
             last = min(len(ends) - 1, first + rng.choice((0, 0, 1, 2)))
@@ -46,7 +47,8 @@ class SpanSampler:
             if stop - begin >= 2:
                 spans.append(self.ids[i][begin:stop])
                 labels.append(self.labels[i])
-        return spans, labels
+                parents.append(i)
+        return spans, labels, parents
 
 
 def fit_temperature(

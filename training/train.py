@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
-from training.batching import bucketed_batches, collate, predict_logits
+from training.batching import bucketed_batches, collate, predict_logits, source_mixed_batches
 from training.data import Dataset, Example, Split, digest_of_hashes, split_dataset, write_split_manifest
 from training.model import BiLSTMClassifier, ModelConfig
 from training.pretrain import load_encoder, pretrain, save_encoder
@@ -57,6 +57,7 @@ class TrainConfig:
     # one random run of 1-3 of its sentences, with the review's label, so the network sees short inputs.
     span_fraction: float = 0.5
     label_smoothing: float = 0.0
+    mix_sources: bool = False  # every batch holds every source (training.batching.source_mixed_batches)
     # Adversarial training (Miyato et al. 2017): also fit the loss at the embeddings moved by this much per
     # token along the loss gradient. 0 turns it off (it doubles the cost of a step).
     adversarial_eps: float = 0.5
@@ -106,13 +107,8 @@ class _Run:
         seed_everything(config.seed)
         train_set = _cap(split.train, config.max_samples, config.seed)
         val_set = _cap(split.validation, config.max_samples, config.seed + 1)
-        log.info(
-            "split %s; training on %d, validating on %d, device %s",
-            split.sizes_by_source(),
-            len(train_set),
-            len(val_set),
-            self.device,
-        )
+        sizes = (split.sizes_by_source(), len(train_set), len(val_set), self.device)
+        log.info("split %s; training on %d, validating on %d, device %s", *sizes)
         tokenizer = self._tokenizer(train_set, resume)
         write_split_manifest(split, run_dir / SPLITS_FILE)
         self.model_config = ModelConfig(tokenizer.get_vocab_size(), len(dataset.labels), **config.model)
@@ -122,7 +118,7 @@ class _Run:
         )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5, patience=0)
         self.train_ids, self.val_ids = encode(tokenizer, train_set), encode(tokenizer, val_set)
-        self.train_labels = [ex.label for ex in train_set]
+        self.train_labels, self.train_sources = [ex.label for ex in train_set], [ex.source for ex in train_set]
         self.val_labels = torch.tensor([ex.label for ex in val_set])
         self.val_sources = [ex.source for ex in val_set]
         self.spans = SpanSampler(tokenizer, self.train_ids, self.train_labels)
@@ -173,11 +169,14 @@ class _Run:
         c, model = self.config, self.model
         model.train()
         rng = random.Random(c.seed * 1000 + epoch)
-        span_ids, span_labels = self.spans.sample(c.span_fraction, rng)
+        span_ids, span_labels, parents = self.spans.sample(c.span_fraction, rng)
         ids_all, labels_all = self.train_ids + span_ids, torch.tensor(self.train_labels + span_labels)
+        lengths, sources = [len(x) for x in ids_all], self.train_sources + [self.train_sources[i] for i in parents]
         started, seen, total = time.perf_counter(), 0, 0.0
         bar = tqdm(
-            bucketed_batches([len(x) for x in ids_all], c.batch_size, rng),
+            source_mixed_batches(lengths, sources, c.batch_size, rng)
+            if c.mix_sources
+            else bucketed_batches(lengths, c.batch_size, rng),
             desc=f"epoch {epoch}/{c.epochs}",
             unit="batch",
             leave=False,
