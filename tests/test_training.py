@@ -15,7 +15,7 @@ import torch
 from model_runtime import Predictor, pad_ids
 from tests.support import ROOT, TINY_CONFIG
 from training.data import Dataset, Split
-from training.evaluate import metrics
+from training.evaluate import ece_if_calibrated, metrics
 from training.files import load_labelled_file
 from training.model import BiLSTMClassifier, ModelConfig
 from training.train import train
@@ -58,6 +58,22 @@ def test_metrics_on_known_predictions() -> None:
     bins = {0.9: [1], 0.6: [0, 0], 0.8: [1], 0.7: [1]}
     expected = sum(len(v) / 5 * abs(np.mean(v) - c) for c, v in bins.items())
     assert m["ece"] == pytest.approx(expected)
+
+
+def test_ece_if_calibrated_separates_sampling_noise_from_over_confidence() -> None:
+    """Labels drawn from the probabilities themselves: the measured ECE is within the floor's range; the
+    same labels read with sharpened (over-confident) probabilities: far above it; ten times the texts:
+    a floor about sqrt(10) lower."""
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(0.5, 1.0, 900)
+    positive = np.where(rng.random(900) < 0.5, confidence, 1 - confidence)
+    probs = np.stack([1 - positive, positive], axis=1)
+    truth = (rng.random(900) < positive).astype(int)
+    floor = ece_if_calibrated(probs)
+    assert floor["p05"] <= metrics(("neg", "pos"), truth, probs)["ece"] <= floor["p95"]
+    sharp = probs**4 / (probs**4).sum(axis=1, keepdims=True)
+    assert metrics(("neg", "pos"), truth, sharp)["ece"] > 2 * ece_if_calibrated(sharp)["p95"]
+    assert ece_if_calibrated(np.tile(probs, (10, 1)))["median"] < floor["median"] / 2.5
 
 
 def test_cli_trains_exports_and_evaluates_a_users_file(tmp_path: Path, imdb: Dataset) -> None:

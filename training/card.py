@@ -172,6 +172,15 @@ def _metrics_lines(card: ModelCard) -> list[str]:
     lines += [_metric_rows("all", test), *(_metric_rows(name, m) for name, m in test.get("by_source", {}).items())]
     if test.get("by_source") and card.calibration:
         lines += ["", "Per source, ECE and log loss read before → after temperature scaling."]
+    floors = {name: m["ece_if_calibrated"] for name, m in test.get("by_source", {}).items() if "ece_if_calibrated" in m}
+    if floors:
+        lines += [
+            "",
+            "The ECE a perfectly calibrated model with the same confidences shows on the same texts (labels drawn "
+            "from its own probabilities; median, 90% range): "
+            + "; ".join(f"{n} {f['median']:.4f} ({f['p05']:.4f}-{f['p95']:.4f})" for n, f in floors.items())
+            + ". An ECE within that range is sampling noise of the split's size.",
+        ]
     lines += [
         "",
         "By length (tokens the model read):",
