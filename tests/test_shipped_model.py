@@ -11,7 +11,7 @@ import pytest
 from model_runtime import Predictor, file_sha256, read_card
 from tests.support import SHIPPED_MODEL
 from training.data import Split, digest_of_hashes, read_split_manifest, text_sha256
-from training.evaluate import metrics, score
+from training.evaluate import ece_if_calibrated, metrics, score
 
 OBVIOUS = {
     "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
@@ -84,6 +84,8 @@ def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predict
         assert m["accuracy"] == pytest.approx(recorded["accuracy"], abs=1e-9), source
         assert m["ece"] == pytest.approx(recorded["ece"], abs=1e-6), source
         assert m["log_loss"] == pytest.approx(recorded["log_loss"], abs=1e-6), source
+        floor = ece_if_calibrated(probs[rows])  # the ECE a calibrated model shows on these texts (seeded)
+        assert floor["median"] == pytest.approx(recorded["ece_if_calibrated"]["median"], abs=1e-3), source
 
 
 def test_short_texts_get_modest_confidence_not_certainty(shipped: Predictor) -> None:
