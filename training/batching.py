@@ -4,6 +4,7 @@ the language-model pretraining)."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ def source_mixed_batches(
     """Every batch holds every source in proportion: the largest source's texts in length-bucketed batches
     (``bucketed_batches``), the other sources' texts shuffled and dealt across those batches in turn. Without
     it a batch holds texts of similar length, and short Rotten Tomatoes sentences meet only short texts."""
-    largest = max(set(sources), key=sources.count)
+    largest = Counter(sources).most_common(1)[0][0]  # a tie goes to the source seen first: deterministic
     main = [i for i, s in enumerate(sources) if s == largest]
     others = [i for i, s in enumerate(sources) if s != largest]
     main_batch = max(1, round(batch_size * len(main) / len(sources)))
