@@ -286,13 +286,12 @@ def tune(args: argparse.Namespace, files: dict[str, Path]) -> None:
 def selected(args: argparse.Namespace) -> list[Stack]:
     names = {n.strip().lower() for n in args.stacks.split(",")} if args.stacks else None
     stacks = [s for s in STACKS if names is None or s.name.lower() in names]
-    if args.env:  # settings tried on this service (--ref's copy keeps its defaults)
-        env = dict(item.split("=", 1) for item in args.env)
-        stacks = [dataclasses.replace(s, env=env) if s.name == "this service" else s for s in stacks]
-    if args.server_command:  # this service under another launch command (another ASGI server, say)
-        command = args.server_command.split()
-        stacks = [dataclasses.replace(s, command=command) if s.name == "this service" else s for s in stacks]
-    return stacks
+    changes: dict[str, Any] = {}  # to this service only (--ref's copy keeps its defaults)
+    if args.env:  # settings tried on it
+        changes["env"] = dict(item.split("=", 1) for item in args.env)
+    if args.server_command:  # another launch command (another ASGI server, say)
+        changes["command"] = args.server_command.split()
+    return [dataclasses.replace(s, **changes) if s.name == "this service" else s for s in stacks]
 
 
 @contextlib.contextmanager

@@ -139,9 +139,8 @@ def wrk(
 ) -> dict[str, Any]:
     """One wrk run's figures; ``disjoint``: wrk's threads take disjoint bodies (none sent twice in a run
     shorter than one pass over the file)."""
-    command = wrk_command(port, bodies, concurrency, duration, path)
     out = subprocess.run(
-        [*command, str(min(2, concurrency))] if disjoint else command,
+        wrk_command(port, bodies, concurrency, duration, path, disjoint),
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -151,7 +150,9 @@ def wrk(
     return result
 
 
-def wrk_command(port: int, bodies: Path, concurrency: int, duration: float, path: str) -> list[str]:
+def wrk_command(
+    port: int, bodies: Path, concurrency: int, duration: float, path: str, disjoint: bool = False
+) -> list[str]:
     threads = min(2, concurrency)
     command = [
         "wrk",
@@ -170,7 +171,8 @@ def wrk_command(port: int, bodies: Path, concurrency: int, duration: float, path
         str(bodies),
         path,
     ]
-    return command
+    # wrk_predict.lua's third argument: the thread count, by which each thread strides through the bodies
+    return [*command, str(threads)] if disjoint else command
 
 
 def explain_flood(port: int, files: dict[str, Path], duration: float) -> dict[str, Any]:

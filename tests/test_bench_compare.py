@@ -90,6 +90,6 @@ def test_this_service_under_another_server_command(tiny_model_dir: Path, free_po
         served = httpx.get(f"http://127.0.0.1:{free_port}/model", timeout=30).json()
     finally:
         stop_group(stack, process)
-    expected = Predictor.load(tiny_model_dir).predict(["It was fine."])
-    assert answer.json()["predictions"][0]["probabilities"] == expected[0].probabilities
-    assert served["version"] == Predictor.load(tiny_model_dir).card.version
+    predictor = Predictor.load(tiny_model_dir)
+    assert answer.json()["predictions"][0]["probabilities"] == predictor.predict(["It was fine."])[0].probabilities
+    assert served["version"] == predictor.card.version
