@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from model_runtime import Predictor
 from service import admin, oip, routes
-from service.config import Settings
+from service.config import SERVICE_VERSION, Settings
 from service.deps import Service
 from service.engine import Engine, load_model
 from service.errors import error_for, install_error_handlers
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
     app = FastAPIOffline(
         title="Sentiment service",
-        version="2.1.0",
+        version=SERVICE_VERSION,
         description="Sentiment scores for English texts from a bidirectional LSTM served by ONNX Runtime. "
         "Send one text or a batch to `POST /predict`.",
         lifespan=lifespan,

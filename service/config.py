@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_runtime.contract import SHIPPED_MODEL_DIR
 
+# This service's version (OpenAPI document, Open Inference Protocol server metadata); bumped with the model.
+SERVICE_VERSION = "2.1.0"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SENTIMENT_", extra="ignore", frozen=True)

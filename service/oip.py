@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from model_runtime import Prediction, Predictor
+from service.config import SERVICE_VERSION
 from service.deps import Service, ServiceDep, check_api_key, get_service
 from service.errors import ApiError, json_response
 from service.routes import CLIENT_GONE, admitted, finish, json_request_body
@@ -90,7 +91,9 @@ def _model(service: Service, name: str, version: str | None = None) -> Predictor
 
 @router.get("", summary="Server metadata")
 async def server_metadata(service: ServiceDep) -> Response:
-    return json_response({"name": "sentiment-service", "version": "2.1.0", "extensions": ["binary_tensor_data"]})
+    return json_response(
+        {"name": "sentiment-service", "version": SERVICE_VERSION, "extensions": ["binary_tensor_data"]}
+    )
 
 
 @router.get("/health/live", summary="Server liveness")

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
 
 from model_runtime import Explanation, Prediction, Predictor
+from model_runtime.contract import SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
 from service.config import Settings
 
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
@@ -88,8 +89,8 @@ def make_predict_request(
 
 
 class ModelRef(TypedDict):
-    name: Annotated[str, Field(examples=["sentiment-bilstm"])]
-    version: Annotated[str, Field(examples=["2.1.0"])]
+    name: Annotated[str, Field(examples=[SHIPPED_MODEL_NAME])]
+    version: Annotated[str, Field(examples=[SHIPPED_MODEL_VERSION])]
 
 
 class PredictionOut(TypedDict):
