@@ -4,7 +4,6 @@ the language-model pretraining)."""
 from __future__ import annotations
 
 import random
-from collections import Counter
 
 import torch
 from torch import nn
@@ -22,23 +21,6 @@ def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) ->
         chunk = sorted(order[start : start + pool], key=lengths.__getitem__)
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
-    return batches
-
-
-def source_mixed_batches(
-    lengths: list[int], sources: list[str], batch_size: int, rng: random.Random
-) -> list[list[int]]:
-    """Every batch holds every source in proportion: the largest source's texts in length-bucketed batches
-    (``bucketed_batches``), the other sources' texts shuffled and dealt across those batches in turn. Without
-    it a batch holds texts of similar length, and short Rotten Tomatoes sentences meet only short texts."""
-    largest = Counter(sources).most_common(1)[0][0]  # a tie goes to the source seen first: deterministic
-    main = [i for i, s in enumerate(sources) if s == largest]
-    others = [i for i, s in enumerate(sources) if s != largest]
-    main_batch = max(1, round(batch_size * len(main) / len(sources)))
-    batches = [[main[j] for j in b] for b in bucketed_batches([lengths[i] for i in main], main_batch, rng)]
-    rng.shuffle(others)
-    for k, i in enumerate(others):
-        batches[k % len(batches)].append(i)
     return batches
 
 

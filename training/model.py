@@ -1,5 +1,11 @@
 """The network: embedding -> bidirectional LSTM over packed sequences -> max+mean pooling -> linear head.
 
+The embedding (``TokenEmbedding``) knows general English: a token that has a pretrained word vector
+(``training.vectors``) is embedded as a learned projection of that frozen vector plus a learned residual
+of its own (zero at the start); a token without one has the residual only. A word no training text
+contains keeps a zero residual, so it is embedded where the projection puts its vector, among the words
+with similar vectors that training did see. Exported, the embedding is one (V, E) table.
+
 Packing means the LSTM only ever sees a text's true tokens: the backward direction starts at the last
 real token, not at the padding, and the pooling only covers real positions. So padding (and therefore
 which other texts share a batch) never changes a prediction. ``export.py`` builds an ONNX graph with
@@ -19,7 +25,8 @@ Two computations of the same function share one ``nn.LSTM(bidirectional=True)``:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,24 +35,62 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from model_runtime.contract import PAD_ID
 
 
+def option(default: Any, help: str, cli: bool = True) -> Any:
+    """A dataclass field that the command line offers as ``--name`` with this help (``training.__main__``)."""
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    vocab_size: int
-    num_classes: int
-    embedding_dim: int = 128
-    hidden_size: int = 128  # per direction
-    num_layers: int = 1
-    dropout: float = 0.5  # on embeddings and on the pooled features; between layers too when num_layers > 1
+    vocab_size: int = option(0, "set from the tokenizer", cli=False)
+    num_classes: int = option(2, "set from the labels", cli=False)
+    embedding_dim: int = option(128, "embedding width E")
+    hidden_size: int = option(128, "LSTM units per direction H")
+    num_layers: int = option(1, "stacked bidirectional LSTM layers")
+    dropout: float = option(0.5, "on embeddings and pooled features (and between LSTM layers)")
+    vector_dim: int = option(0, "dimensions of the frozen word vectors (set from them; 0: none)", cli=False)
+    ends: bool = option(
+        False,
+        "also pool each direction's final state (order-aware: the forward state at the "
+        "last token, the backward state at the first)",
+    )
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids (B, T) -> (B, T, E): ``residual[id] + projection(vectors[id])`` with ``vectors`` frozen."""
+
+    vectors: torch.Tensor
+
+    def __init__(self, vocab_size: int, dim: int, vector_dim: int) -> None:
+        super().__init__()
+        self.residual = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+        self.vector_dim = vector_dim
+        if vector_dim:
+            self.register_buffer("vectors", torch.zeros(vocab_size, vector_dim))
+            self.projection = nn.Linear(vector_dim, dim, bias=False)
+            nn.init.zeros_(self.residual.weight)
+            # about the norm of a unit-normal E-dimensional embedding for a typical GloVe vector (norm ~5)
+            nn.init.normal_(self.projection.weight, std=0.15)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.residual(ids)
+        if self.vector_dim:
+            out = out + self.projection(nn.functional.embedding(ids, self.vectors))
+        return out
+
+    def table(self) -> torch.Tensor:
+        """The (V, E) table this embedding amounts to (what the exported graph gathers from)."""
+        return self.forward(torch.arange(self.residual.num_embeddings, device=self.residual.weight.device))
 
 
 class BiLSTMClassifier(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=PAD_ID)
+        self.embedding = TokenEmbedding(config.vocab_size, config.embedding_dim, config.vector_dim)
         self.lstm = nn.LSTM(
             config.embedding_dim,
             config.hidden_size,
@@ -55,7 +100,8 @@ class BiLSTMClassifier(nn.Module):
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(4 * config.hidden_size, config.num_classes)  # [max ; mean] of 2H each
+        features = (6 if config.ends else 4) * config.hidden_size  # [max ; mean (; ends)] of 2H each
+        self.head = nn.Linear(features, config.num_classes)
         # Calibration, fitted after training (training.recipe): logits / exp(scale + slope ln length).
         self.temperature_log_scale = 0.0
         self.temperature_log_slope = 0.0
@@ -83,7 +129,12 @@ class BiLSTMClassifier(nn.Module):
         out = out * mask[:, :, None]  # (B, T, 2H), zero past each length
         pooled_max = out.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)  # (B, 2H)
         pooled_mean = out.sum(dim=1) / lengths[:, None].to(out.dtype)  # (B, 2H)
-        features = torch.cat([pooled_max, pooled_mean], dim=1)  # (B, 4H)
+        pooled = [pooled_max, pooled_mean]
+        if self.config.ends:
+            hidden = self.config.hidden_size
+            last = out.gather(1, (lengths - 1)[:, None, None].expand(-1, 1, 2 * hidden))[:, 0]  # (B, 2H)
+            pooled.append(torch.cat([last[:, :hidden], out[:, 0, hidden:]], dim=1))  # (B, 2H)
+        features = torch.cat(pooled, dim=1)  # (B, 4H or 6H)
         logits: torch.Tensor = self.head(self.dropout(features))  # (B, C)
         if self.temperature_log_scale or self.temperature_log_slope:
             log_length = lengths.to(logits.dtype).log()[:, None]  # (B, 1); lengths >= 1 here

@@ -1,28 +1,33 @@
 """The straight line from data to a shipped model directory:
 
-    load data once -> split once -> train -> export + verify -> evaluate -> (int8 trial) -> write the card once
+    load data once -> split once -> train (-> the best network, calibrated, in memory) -> export + prove
+    -> evaluate the test split once through the runtime -> (int8 trial) -> write the card once
 
-Each step takes what the one before produced; nothing is loaded or split twice, and the card is written
-at the end only, when every figure in it has been measured.
+Each step takes what the one before returned; nothing is loaded or split twice, nothing is read back
+from the run directory, and the card is written at the end only, when every figure in it is measured.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from model_runtime import ModelCard, Predictor, read_card, write_card
-from model_runtime.contract import SPLITS_FILE
-from training.card import build_card, render_readme
-from training.data import Dataset, Split, split_dataset
+from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
+from training.card import build_card, card_metrics, render_readme
+from training.config import TrainConfig
+from training.data import Dataset, Split, split_dataset, write_split_manifest
 from training.evaluate import evaluate_examples, write_report
-from training.export import export_run
+from training.export import export_model, load_best_model
 from training.quantize import try_int8
 from training.sources import split_from_record
-from training.train import TrainConfig, train
+from training.train import TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +44,33 @@ def run_all(
     dataset: Dataset, run_dir: Path, config: TrainConfig, export: ExportSpec, int8: bool = False, resume: bool = False
 ) -> ModelCard:
     """Train on ``dataset`` and ship the result to ``export.model_dir``."""
+    started = time.perf_counter()
     split = split_dataset(dataset)
-    train(dataset, run_dir, config, resume=resume, split=split)
-    return ship(run_dir, split, export, int8)
+    result = train(dataset, split, run_dir, config, resume=resume)
+    result.summary["training"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return ship(result, split, export, int8)
 
 
-def ship(run_dir: Path, split: Split, export: ExportSpec, int8: bool = False) -> ModelCard:
-    """Export + verify, evaluate on the test split, optionally try int8, then write the card once."""
-    run = json.loads((run_dir / "run.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
+def ship(result: TrainResult, split: Split, export: ExportSpec, int8: bool = False) -> ModelCard:
+    """Export + prove, evaluate the test split through the runtime (once), optionally try int8, then
+    write the card once."""
     model_dir = export.model_dir
-    report = export_run(
-        run_dir,
-        model_dir,
-        split.validation,
-        {"labels": json.dumps(run["labels"]), "name": export.name, "version": export.version},
-    )
-    card = build_card(run, history, report, model_dir, export.name, export.version, export.command)
-    evaluation = evaluate_card_model(model_dir, card, split, history)
+    metadata = {"labels": json.dumps(result.summary["labels"]), "name": export.name, "version": export.version}
+    report = export_model(result.model, result.tokenizer, model_dir, split.validation, metadata)
+    write_split_manifest(split, model_dir / SPLITS_FILE)
+    card = build_card(result.summary, result.history, report, model_dir, export)
+    evaluation = evaluate_card_model(model_dir, card, split, result.history)
     if int8:
-        card.quantization = {"int8": try_int8(model_dir, card, split.test, evaluation["overall"]["accuracy"])}
-        if card.quantization["int8"]["kept"]:
-            card = build_card(run, history, report, model_dir, export.name, export.version, export.command)
-            evaluation = evaluate_card_model(model_dir, card, split, history)
+        trial, int8_evaluation = try_int8(model_dir, card, split.test, evaluation)
+        card.quantization = {"int8": trial}
+        if trial["kept"]:
+            card = build_card(result.summary, result.history, report, model_dir, export, card.quantization)
+            evaluation = int8_evaluation
+            write_report(
+                model_dir / "evaluation", _report_header(card, Predictor.load(model_dir, card=card)) | evaluation
+            )
     card.metrics = {
-        "test": _card_metrics(evaluation),
+        "test": card_metrics(evaluation),
         "measured_on": "model.onnx through onnxruntime (CPU) and tokenizer.json",
     }
     write_card(model_dir, card, render_readme(card))
@@ -71,9 +78,12 @@ def ship(run_dir: Path, split: Split, export: ExportSpec, int8: bool = False) ->
 
 
 def ship_existing_run(run_dir: Path, export: ExportSpec, int8: bool = False) -> ModelCard:
-    """``python -m training export``: the split comes back from the run's data spec, checked by digest."""
-    split = split_from_record(json.loads((run_dir / "run.json").read_text())["data"])
-    return ship(run_dir, split, export, int8)
+    """``python -m training export``: a finished run's directory (its record, best weights and tokenizer);
+    the split comes back from the run's data record, checked by digest."""
+    summary = json.loads((run_dir / "run.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    result = TrainResult(load_best_model(run_dir), Tokenizer.from_file(str(run_dir / TOKENIZER_FILE)), summary, history)
+    return ship(result, split_from_record(summary["data"]), export, int8)
 
 
 def evaluate_shipped(model_dir: Path) -> dict[str, Any]:
@@ -85,33 +95,15 @@ def evaluate_shipped(model_dir: Path) -> dict[str, Any]:
 def evaluate_card_model(
     model_dir: Path, card: ModelCard, split: Split, history: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The exported model, through the runtime, on the test split: every figure per source and length."""
+    """The exported model, through the runtime, on the test split: every figure per source, slice and length."""
     predictor = Predictor.load(model_dir, provider="cpu", card=card)
     evaluation = evaluate_examples(predictor, predictor.labels, split.test, card.calibration or None)
-    write_report(
-        model_dir / "evaluation",
-        {
-            "model": {"name": card.name, "version": card.version, "sha256": predictor.model_sha256},
-            "data": f"test split ({SPLITS_FILE})",
-            **evaluation,
-        },
-        history,
-    )
+    write_report(model_dir / "evaluation", _report_header(card, predictor) | evaluation, history)
     return evaluation
 
 
-def _card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """What the card keeps of an evaluation: the overall figures at the top (as every card had them), per
-    source and per length bucket beside them, without the per-bin calibration tables."""
-
-    def trim(m: dict[str, Any]) -> dict[str, Any]:
-        kept = {k: v for k, v in m.items() if k != "calibration"}
-        if "before_temperature" in kept:
-            kept["before_temperature"] = {k: v for k, v in kept["before_temperature"].items() if k != "calibration"}
-        return kept
-
+def _report_header(card: ModelCard, predictor: Predictor) -> dict[str, Any]:
     return {
-        **trim(evaluation["overall"]),
-        "by_source": {k: trim(v) for k, v in evaluation.get("by_source", {}).items()},
-        "by_length": evaluation["by_length"],
+        "model": {"name": card.name, "version": card.version, "sha256": predictor.model_sha256},
+        "data": f"test split ({SPLITS_FILE})",
     }

@@ -1,23 +1,26 @@
 """Training: seeded, length-bucketed mini-batches, early stopping on validation accuracy, resumable.
 
-A run directory holds everything a run produces::
+``train`` returns what the next step needs in memory (``TrainResult``: the best network with its fitted
+temperature, the tokenizer, the run's record and history). The run directory is written for people and
+for ``--resume``, never read back by the next step::
 
     run_dir/
-      run.json            data source, split, tokenizer and model settings (what export/evaluate need)
+      run.json            data, split, settings, vocabulary, pretraining, temperature (what happened)
       tokenizer.json      built from the training split only
-      splits.tsv          <split>\t<sha256 of text> for every text (leak check)
+      splits.tsv          <split>\t<sha256 of text>\t<source> for every text (leak check)
       history.json        per-epoch train loss, validation loss/accuracy, learning rate, throughput
       checkpoints/last.pt model + optimizer + scheduler + RNG state after the last finished epoch (resume)
-      checkpoints/best.pt model weights of the best validation epoch (what export uses)
+      checkpoints/best.pt model weights of the best validation epoch and its temperature
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,47 +31,26 @@ from torch import nn
 from tqdm import tqdm
 
 from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
-from training.batching import bucketed_batches, collate, predict_logits, source_mixed_batches
-from training.data import Dataset, Example, Split, digest_of_hashes, split_dataset, write_split_manifest
-from training.model import BiLSTMClassifier, ModelConfig
+from training.augment import SpanSampler
+from training.batching import bucketed_batches, collate, predict_logits
+from training.calibration import calibrate
+from training.config import TrainConfig
+from training.data import Dataset, Example, Split, digest_of_hashes, write_split_manifest
+from training.model import BiLSTMClassifier
+from training.objective import adversarial_loss, source_weights, validation_record
 from training.pretrain import load_encoder, pretrain, save_encoder
-from training.recipe import SpanSampler, adversarial_loss, calibrate, validation_record
 from training.tokenizer import train_tokenizer
+from training.vectors import load_glove
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    patience: int = 3  # epochs without a better validation accuracy before stopping
-    seed: int = 1234
-    vocab_size: int = 20_000
-    min_frequency: int = 2
-    max_tokens: int = 800  # covers ~97% of IMDB reviews whole; longer ones keep their end
-    max_samples: int | None = None  # cap on each split (tests use it to train in seconds)
-    device: str = "auto"
-    tokenizer: str = "bpe"  # "word" or "bpe" (see training.tokenizer)
-    # Each epoch, this fraction of the long training texts (> SPAN_MIN_SOURCE_TOKENS tokens) also comes as
-    # one random run of 1-3 of its sentences, with the review's label, so the network sees short inputs.
-    span_fraction: float = 0.5
-    label_smoothing: float = 0.0
-    mix_sources: bool = False  # every batch holds every source (training.batching.source_mixed_batches)
-    # Adversarial training (Miyato et al. 2017): also fit the loss at the embeddings moved by this much per
-    # token along the loss gradient. 0 turns it off (it doubles the cost of a step).
-    adversarial_eps: float = 0.5
-    # Language-model pretraining of the embedding and LSTM on the training texts before the classifier
-    # (training.pretrain); 0 epochs turns it off.
-    pretrain_epochs: int = 3
-    pretrain_learning_rate: float = 2e-3
-    # An encoder (checkpoints/pretrained.pt of an earlier run on the same split and tokenizer settings) used
-    # instead of pretraining again: experiments on the classifier stage share one language model.
-    pretrained_encoder: str | None = None
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields other than vocab/classes
+class TrainResult:
+    model: BiLSTMClassifier  # the best epoch's weights, temperature set, in eval mode, on the CPU
+    tokenizer: Tokenizer
+    summary: dict[str, Any]  # run.json
+    history: list[dict[str, Any]]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,14 +69,40 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def encode(tokenizer: Any, examples: list[Example]) -> list[list[int]]:
+def encode(tokenizer: Tokenizer, examples: list[Example]) -> list[list[int]]:
     return [enc.ids for enc in tokenizer.encode_batch([ex.text for ex in examples])]
 
 
-def _cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+def cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    """At most ``n`` of the examples, a seeded sample (tests train in seconds on a few hundred)."""
     if n is None or n >= len(examples):
         return examples
     return random.Random(seed).sample(examples, n)
+
+
+def build_tokenizer(texts: list[str], config: TrainConfig) -> Tokenizer:
+    vectors = load_glove() if config.vectors else None
+    return train_tokenizer(
+        texts, config.vocab_size, config.max_tokens, config.min_frequency, config.pieces, vectors=vectors
+    )
+
+
+def new_model(tokenizer: Tokenizer, labels: tuple[str, ...], config: TrainConfig) -> BiLSTMClassifier:
+    """A fresh network for this tokenizer: its embedding holds the word vectors of the vocabulary."""
+    vectors = load_glove() if config.vectors else None
+    shape = replace(
+        config.model,
+        vocab_size=tokenizer.get_vocab_size(),
+        num_classes=len(labels),
+        vector_dim=vectors.dim if vectors else 0,
+    )
+    model = BiLSTMClassifier(shape)
+    if vectors is not None:
+        tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+        table, found = vectors.lookup(tokens)
+        model.embedding.vectors.copy_(torch.from_numpy(table))
+        log.info("word vectors for %d of %d tokens", found, len(tokens))
+    return model
 
 
 class _Run:
@@ -105,36 +113,37 @@ class _Run:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.device)
         seed_everything(config.seed)
-        train_set = _cap(split.train, config.max_samples, config.seed)
-        val_set = _cap(split.validation, config.max_samples, config.seed + 1)
-        sizes = (split.sizes_by_source(), len(train_set), len(val_set), self.device)
-        log.info("split %s; training on %d, validating on %d, device %s", *sizes)
-        tokenizer = self._tokenizer(train_set, resume)
+        train_set = cap(split.train, config.max_samples, config.seed)
+        val_set = cap(split.validation, config.max_samples, config.seed + 1)
+        log.info(
+            "split %s; training on %d, validating on %d, device %s",
+            split.sizes_by_source(),
+            len(train_set),
+            len(val_set),
+            self.device,
+        )
+        self.tokenizer = self._tokenizer(train_set, resume)
         write_split_manifest(split, run_dir / SPLITS_FILE)
-        self.model_config = ModelConfig(tokenizer.get_vocab_size(), len(dataset.labels), **config.model)
-        self.model = BiLSTMClassifier(self.model_config).to(self.device)
+        self.model = new_model(self.tokenizer, dataset.labels, config).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5, patience=0)
-        self.train_ids, self.val_ids = encode(tokenizer, train_set), encode(tokenizer, val_set)
+        self.train_ids, self.val_ids = encode(self.tokenizer, train_set), encode(self.tokenizer, val_set)
         self.train_labels, self.train_sources = [ex.label for ex in train_set], [ex.source for ex in train_set]
         self.val_labels = torch.tensor([ex.label for ex in val_set])
         self.val_sources = [ex.source for ex in val_set]
-        self.spans = SpanSampler(tokenizer, self.train_ids, self.train_labels)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.summary = _run_summary(dataset, split, config, self.model_config, len(train_set), len(val_set))
+        self.spans = SpanSampler(self.tokenizer, self.train_ids, self.train_labels)
+        self.summary = _run_summary(dataset, split, config, self.model, len(train_set), len(val_set))
         self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] = {}
         self.best_score, self.best_epoch, self.start_epoch = -1.0, 0, 1
 
     def _tokenizer(self, train_set: list[Example], resume: bool) -> Tokenizer:
         path = self.run_dir / TOKENIZER_FILE
         if resume and path.exists():
             return Tokenizer.from_file(str(path))
-        c = self.config
-        tokenizer = train_tokenizer(
-            (ex.text for ex in train_set), c.vocab_size, c.max_tokens, c.min_frequency, c.tokenizer
-        )
+        tokenizer = build_tokenizer([ex.text for ex in train_set], self.config)
         tokenizer.save(str(path))
         return tokenizer
 
@@ -147,11 +156,10 @@ class _Run:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.history, self.best_score, self.best_epoch = state["history"], state["best_acc"], state["best_epoch"]
+            self.best_state = state["best_model"]
             self.start_epoch = state["epoch"] + 1
             torch.set_rng_state(state["torch_rng"])
-            previous = json.loads((self.run_dir / "run.json").read_text())
-            if "pretraining" in previous:
-                self.summary["pretraining"] = previous["pretraining"]
+            self.summary["pretraining"] = state.get("pretraining", [])
             log.info(
                 "resumed after epoch %d (best score %.4f at epoch %d)", state["epoch"], self.best_score, self.best_epoch
             )
@@ -162,7 +170,7 @@ class _Run:
             history = pretrain(model, ids, c.pretrain_epochs, c.batch_size, c.pretrain_learning_rate, c.seed, device)
             self.summary["pretraining"] = history
             save_encoder(model, history, self.ckpt_dir / "pretrained.pt")
-        (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
+        self._write_summary()
 
     def epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training texts plus this epoch's sentence spans, then validation."""
@@ -171,19 +179,15 @@ class _Run:
         rng = random.Random(c.seed * 1000 + epoch)
         span_ids, span_labels, parents = self.spans.sample(c.span_fraction, rng)
         ids_all, labels_all = self.train_ids + span_ids, torch.tensor(self.train_labels + span_labels)
-        lengths, sources = [len(x) for x in ids_all], self.train_sources + [self.train_sources[i] for i in parents]
+        sources = self.train_sources + [self.train_sources[i] for i in parents]
+        weights_all = source_weights(sources, c.source_balance)
         started, seen, total = time.perf_counter(), 0, 0.0
-        bar = tqdm(
-            source_mixed_batches(lengths, sources, c.batch_size, rng)
-            if c.mix_sources
-            else bucketed_batches(lengths, c.batch_size, rng),
-            desc=f"epoch {epoch}/{c.epochs}",
-            unit="batch",
-            leave=False,
-        )
+        batches = bucketed_batches([len(x) for x in ids_all], c.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False)
         for rows in bar:
             ids, lens = collate([ids_all[i] for i in rows], self.device)
-            loss = adversarial_loss(model, ids, lens, labels_all[rows].to(self.device), self.loss_fn, c.adversarial_eps)
+            targets, weights = labels_all[rows].to(self.device), weights_all[rows].to(self.device)
+            loss = adversarial_loss(model, ids, lens, targets, weights, c.adversarial_eps, c.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
             nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
@@ -204,28 +208,22 @@ class _Run:
         }
 
     def keep(self, record: dict[str, Any]) -> bool:
-        """Record the epoch, save last.pt (and best.pt if it improved); True if it did."""
+        """Record the epoch, keep the weights if it improved (and save best.pt), save last.pt."""
         self.scheduler.step(record["selection"])
         self.history.append(record)
         improved = bool(record["selection"] > self.best_score)
         if improved:
             self.best_score, self.best_epoch = record["selection"], record["epoch"]
-            torch.save(
-                {
-                    "model": self.model.state_dict(),
-                    "model_config": self.model_config.to_dict(),
-                    "epoch": record["epoch"],
-                    "val_accuracy": record["val_accuracy"],
-                    "selection": self.best_score,
-                },
-                self.ckpt_dir / "best.pt",
-            )
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            torch.save({"model": self.best_state, "epoch": record["epoch"]}, self.ckpt_dir / "best.pt")
         torch.save(
             {
                 "model": self.model.state_dict(),
+                "best_model": self.best_state,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "history": self.history,
+                "pretraining": self.summary.get("pretraining", []),
                 "best_acc": self.best_score,
                 "best_epoch": self.best_epoch,
                 "epoch": record["epoch"],
@@ -236,35 +234,40 @@ class _Run:
         (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=2))
         return improved
 
-    def finish(self) -> dict[str, Any]:
-        """Calibrate the best checkpoint and write the run summary."""
-        calibration = calibrate(
-            self.ckpt_dir / "best.pt", self.model, self.val_ids, self.val_labels, self.val_sources, self.device
-        )
+    def finish(self) -> TrainResult:
+        """The best epoch's network, calibrated on the validation split; the run's record written."""
+        self.model.load_state_dict(self.best_state)
+        calibration = calibrate(self.model, self.val_ids, self.val_labels, self.val_sources, self.device)
         h = self.history
         self.summary["training"] = {
             "device": str(self.device),
             "epochs_run": len(h),
             "best_epoch": self.best_epoch,
             "best_val_accuracy": h[self.best_epoch - 1]["val_accuracy"] if h else None,
+            "best_val_accuracy_by_source": h[self.best_epoch - 1]["val_accuracy_by_source"] if h else None,
             "best_val_selection": self.best_score,
             **calibration,
             "train_seconds": round(sum(r["train_seconds"] for r in h), 1),
+            "pretrain_seconds": round(sum(r["seconds"] for r in self.summary.get("pretraining", [])), 1),
         }
+        torch.save({"model": self.best_state, **calibration}, self.ckpt_dir / "best.pt")
+        self._write_summary()
+        return TrainResult(self.model.cpu().eval(), self.tokenizer, self.summary, self.history)
+
+    def _write_summary(self) -> None:
         (self.run_dir / "run.json").write_text(json.dumps(self.summary, indent=2))
-        return self.summary
 
 
-def train(
-    dataset: Dataset, run_dir: Path, config: TrainConfig, resume: bool = False, split: Split | None = None
-) -> dict[str, Any]:
-    """Train on ``dataset``'s split (``split``, when the caller made it already), writing the run directory;
-    returns the run summary (run.json)."""
-    run = _Run(dataset, split or split_dataset(dataset), run_dir, config, resume)
+def train(dataset: Dataset, split: Split, run_dir: Path, config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train on ``split`` (made from ``dataset``), writing the run directory; returns the best network."""
+    run = _Run(dataset, split, run_dir, config, resume)
     run.resume_or_pretrain(resume)
     for epoch in range(run.start_epoch, config.epochs + 1):
         if run.best_epoch > 0 and epoch - run.best_epoch > config.patience:
             log.info("early stop: no better validation score since epoch %d", run.best_epoch)
+            break
+        if config.max_train_seconds and sum(r["train_seconds"] for r in run.history) > config.max_train_seconds:
+            log.info("stop: more than %.0f s of training", config.max_train_seconds)
             break
         record = run.epoch(epoch)
         improved = run.keep(record)
@@ -277,7 +280,7 @@ def train(
 
 
 def _run_summary(
-    dataset: Dataset, split: Split, config: TrainConfig, model_config: ModelConfig, n_train: int, n_val: int
+    dataset: Dataset, split: Split, config: TrainConfig, model: BiLSTMClassifier, n_train: int, n_val: int
 ) -> dict[str, Any]:
     return {
         "labels": list(dataset.labels),
@@ -285,6 +288,7 @@ def _run_summary(
             "source": dataset.source,
             "spec": dataset.spec,
             "dropped_duplicates": dataset.dropped_duplicates,
+            "kept_and_dropped_by_source": dataset.report,
             "split_seed": split.seed,
             "split_seeds": split.seeds,
             "split_sizes": split.sizes(),
@@ -292,6 +296,6 @@ def _run_summary(
             "used_for_training": {"train": n_train, "validation": n_val},
             "split_sha256": {name: digest_of_hashes(h) for name, h in split.hashes.items()},
         },
-        "train_config": asdict(config),
-        "model_config": model_config.to_dict(),
+        "train_config": config.to_dict(),
+        "model_config": model.config.to_dict(),
     }
