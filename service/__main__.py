@@ -16,6 +16,7 @@ from service.app import create_app
 from service.config import Settings
 from service.engine import load_model
 from service.logs import configure_logging
+from service.server import GuardedHttpToolsProtocol, Server, Supervisor
 from service.swap import CONTROL_DIR_ENV, controlled_model_dir
 
 log = logging.getLogger("service")
@@ -46,6 +47,7 @@ def main() -> int:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         return 2
     options: dict[str, Any] = {
+        "http": GuardedHttpToolsProtocol,
         "host": settings.host,
         "port": settings.port,
         "log_config": None,
@@ -55,18 +57,21 @@ def main() -> int:
         "lifespan": "on",
     }
     if several:
-        # uvicorn's supervisor: the processes share the listening socket, one that dies is replaced, SIGTERM
-        # drains them all (each finishes its accepted requests, then its queue). Their metrics meet in one
-        # directory, emptied first, so that /metrics sums every process (service/metrics.py).
+        # uvicorn's supervisor (service.server.Supervisor): the processes share the listening socket, one that
+        # dies is replaced, SIGTERM drains them all (each finishes its accepted requests, then its queue). Their
+        # metrics meet in one directory, emptied first, so that /metrics sums every process (service/metrics.py).
         del predictor
         with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             os.environ[CONTROL_DIR_ENV] = metrics_dir  # where a model swap tells new processes what to load
-            uvicorn.run("service.__main__:app_from_environment", factory=True, workers=settings.processes, **options)
+            config = uvicorn.Config(
+                "service.__main__:app_from_environment", factory=True, workers=settings.processes, **options
+            )
+            Supervisor(config, sockets=[config.bind_socket()]).run()
         return 0
     # SIGTERM turns /readyz to 503 at once (service.swap.install_signal_handlers, from the lifespan); uvicorn then
     # stops accepting, lets in-flight requests finish (up to SENTIMENT_SHUTDOWN_GRACE_S) and the lifespan drains.
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, predictor=predictor), **options))
+    server = Server(uvicorn.Config(create_app(settings, predictor=predictor), **options))
     server.run()
     return 0 if server.started else 3
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from model_runtime import ModelLoadError
-from service.deps import ServiceDep, check_admin_key
-from service.errors import ApiError, json_response, parse_json_body
-from service.routes import UNAUTHORIZED, json_request_body
+from service.auth import check_admin_key
+from service.engine import Engine
+from service.errors import ApiError, json_response, validation_error
 from service.schemas import ErrorResponse, model_ref
 from service.swap import rolling_swap
+from service.validation import json_object
+from service.web import UNAUTHORIZED
+
+log = logging.getLogger("service")
 
 
 class SwapRequest(BaseModel):
@@ -23,20 +28,28 @@ class SwapRequest(BaseModel):
     model_dir: str | None = Field(None, description="path of a model directory on the server", max_length=4096)
 
 
-async def swap_model(request: Request, service: ServiceDep) -> Response:
+async def swap_model(request: Request) -> Response:
     """POST /admin/model: load, check and warm a model directory, then serve it (in every process)."""
-    check_admin_key(request, service)
-    body = parse_json_body(await request.body() or b"{}", request.headers.get("content-type"), SwapRequest)
-    engine = service.loaded_engine()
+    engine: Engine = request.app.state.engine
+    check_admin_key(request.headers, engine.settings)
+    try:
+        body = SwapRequest.model_validate(json_object(await request.body() or b"{}"))
+    except ValidationError as exc:
+        raise validation_error([dict(e) for e in exc.errors(include_url=False, include_input=False)]) from None
     target = Path(body.model_dir) if body.model_dir else None
     try:
-        if service.settings.processes > 1:
+        if engine.settings.processes > 1:
             await rolling_swap(engine, target)
             return json_response({"status": "restarting", "model_dir": str(target or engine.model_dir)}, 202)
-        predictor = await engine.swap(target)
+        model = await engine.swap(target)
     except ModelLoadError as exc:
-        raise ApiError(422, "bad_model", f"model not swapped, the old one still serves: {exc}") from None
-    return json_response({"status": "swapped", "model": model_ref(predictor), "model_dir": str(engine.model_dir)})
+        # The reason stays in the server log: an answer that said which paths exist would map the disk.
+        log.warning("model not swapped: %s", exc, extra={"model_dir": str(target)})
+        message = (
+            "model not swapped, the old one still serves: not a servable model directory (the server log says why)"
+        )
+        raise ApiError(422, "bad_model", message) from None
+    return json_response({"status": "swapped", "model": model_ref(model), "model_dir": str(engine.model_dir)})
 
 
 def register_admin(app: FastAPI) -> None:
@@ -49,6 +62,11 @@ def register_admin(app: FastAPI) -> None:
         "checks, warms it, then serves it; requests already running finish on the old model. A bad directory "
         "is refused with 422 and the old model keeps serving. With several processes the answer is 202 and "
         "the processes are replaced one by one, each ready before the old one leaves.",
-        openapi_extra=json_request_body("SwapRequest"),
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SwapRequest"}}},
+            }
+        },
         responses={**UNAUTHORIZED, 422: {"model": ErrorResponse, "description": "bad model directory"}},
     )

@@ -1,4 +1,5 @@
-"""Assembles the app: settings, metrics, engine (in the lifespan), middleware, fast path, routes, errors."""
+"""Assembles the app: settings, metrics, the engine (started in the lifespan), middleware, the scoring
+routes' lifecycle in front of FastAPI's router, the other routes, errors and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -10,34 +11,29 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from model_runtime import Predictor
-from service import admin, oip, routes
+from service import admin, web
+from service.adapters import oip, ours
 from service.config import SERVICE_VERSION, Settings
-from service.deps import Service
 from service.engine import Engine, load_model
-from service.errors import error_for, install_error_handlers
-from service.fastpath import FastPath
+from service.errors import install_error_handlers
+from service.lifecycle import ScoringRoutes
+from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
-from service.schemas import ErrorResponse, make_predict_request
+from service.openapi import document_scoring_routes, with_request_schemas
+from service.schemas import make_predict_request
 from service.swap import install_signal_handlers
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
     """The app; ``predictor`` is an already loaded model (else the lifespan loads settings.model_dir)."""
     settings = settings or Settings()
-    service = Service(
-        settings,
-        predict_request=make_predict_request(settings.max_client_batch, settings.max_text_chars),
-        explain_request=make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest"),
-    )
+    metrics = Metrics()
+    engine = Engine(settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(settings, predictor or load_model(settings), service.metrics)
-        service.engine = engine
-        if service.draining:
-            engine.begin_draining()
-        await engine.start(wait_for_warm_up=settings.processes > 1)
-        install_signal_handlers(engine, service.begin_draining)
+        await engine.start(predictor or load_model(settings), wait_for_warm_up=settings.processes > 1)
+        install_signal_handlers(engine)
         try:
             yield
         finally:
@@ -49,22 +45,23 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         description="Sentiment scores for English texts from a bidirectional LSTM served by ONNX Runtime. "
         "Send one text or a batch to `POST /predict`.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse, "description": "invalid input (names the field and limit)"}},
     )
-    app.state.service = service
-    routes.register(app, settings.max_explain_texts, settings.max_explain_tokens)
+    app.state.engine, app.state.metrics = engine, metrics
+    scoring = {**ours.scoring_routes(settings), **oip.scoring_routes(settings)}
+    document_scoring_routes(app, scoring)
+    web.register(app)
     app.include_router(oip.router)
-    request_models: list[type[BaseModel]] = [service.predict_request, service.explain_request, oip.InferenceRequest]
+    request_models: list[type[BaseModel]] = [
+        make_predict_request(settings.max_client_batch, settings.max_text_chars),
+        make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest"),
+        oip.InferenceRequest,
+    ]
     if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
         admin.register_admin(app)
         request_models.append(admin.SwapRequest)
-    app.openapi = routes.openapi_with_request_schemas(app, request_models)  # type: ignore[method-assign]  # FastAPI's documented way
-    install_error_handlers(app, settings, service.metrics)
-    # Innermost first: the fast path sits right in front of FastAPI's router, the request middleware outside it.
-    app.add_middleware(
-        FastPath,
-        routes={("POST", "/predict"): routes.predict},
-        on_error=lambda request, exc: error_for(request, exc, settings, service.metrics),
-    )
-    app.add_middleware(RequestContextMiddleware, metrics=service.metrics, max_body_bytes=settings.max_body_bytes)
+    app.openapi = with_request_schemas(app, request_models)  # type: ignore[method-assign]  # FastAPI's documented way
+    install_error_handlers(app, settings, metrics)
+    # Innermost first: the scoring routes sit right in front of FastAPI's router, the request middleware outside.
+    app.add_middleware(ScoringRoutes, engine=engine, routes=scoring)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

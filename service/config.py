@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model_runtime.contract import SHIPPED_MODEL_DIR
 
 # This service's version (OpenAPI document, Open Inference Protocol server metadata); bumped with the model.
-SERVICE_VERSION = "2.1.0"
+SERVICE_VERSION = "3.0.0"
 
 
 class Settings(BaseSettings):
@@ -64,12 +64,30 @@ class Settings(BaseSettings):
         "when its Content-Length already tells",
     )
     max_concurrent_requests: int = Field(
-        2048, ge=1, description="most scoring requests in flight at once; beyond it 429 before the body is read"
+        2048,
+        ge=1,
+        description="most scoring requests in flight at once (a request takes its slot once its body "
+        "has arrived and is valid); beyond it 429",
     )
     max_explain_queue_seconds: float = Field(
         15.0, gt=0, description="most work the /explain lane holds (rows x tokens at its measured rate)"
     )
     request_timeout_s: float = Field(30.0, gt=0, description="longest a request waits for its result (503)")
+
+    # Slow and hostile clients (the server answers, then closes the connection)
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="longest a client may take to send a request's headers (408)"
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        le=300,
+        description="longest a client may take to send a request's body (408); no slot is held meanwhile",
+    )
+    max_header_bytes: int = Field(
+        65_536, ge=1024, le=1 << 24, description="most bytes in a request's line and headers together (431)"
+    )
+    max_headers: int = Field(100, ge=8, le=10_000, description="most header fields in one request (431)")
 
     # Input limits
     max_client_batch: int = Field(64, ge=1, le=10_000, description="most texts in one request")

@@ -1,16 +1,13 @@
-"""The inference engine: the model in service, the batcher and the explanation lane, admission by cost,
-warm-up, model swaps, readiness and drain. It knows no HTTP.
+"""The inference engine: the one owner of the model in service, readiness and draining. It holds the
+batcher and the explanation lane, admission by cost (``service.admission``), warm-up, model swaps and the
+drain, and knows no HTTP.
 
-One ``Engine`` per server process. ``await engine.start()`` builds the batcher with the worker count of
-``plan_threads`` and starts the warm-up (which also measures the rate that admission budgets by);
-``engine.ready`` turns true once warm; ``await engine.swap(path)`` loads, checks and warms another model
-directory and then serves it; ``engine.begin_draining()`` turns readiness off at once (SIGTERM);
-``await engine.drain()`` refuses new work and finishes what was accepted.
-
-Costs are tokens, estimated from characters (no tokenizing on the event loop): a text of n characters
-costs min(n / CHARS_PER_TOKEN, max tokens) + 1, a request body of b bytes about b / CHARS_PER_TOKEN before
-it is read. The rate is measured in the same units (cost per second of inference), so the estimate's bias
-cancels out: the queue is bounded by its expected wait.
+One ``Engine`` per server process, made with the app (``state`` "starting"); ``await engine.start(model)``
+builds the batcher with the worker count of ``plan_threads`` and starts the warm-up (which also measures
+the rate that admission budgets by); ``state`` turns "ready" once warm; ``await engine.swap(path)``
+loads, checks and warms another model directory and then serves it; ``engine.begin_draining()`` turns
+readiness off at once (SIGTERM, "draining"); ``await engine.drain()`` refuses new work and finishes what
+was accepted. The web layer only asks (``state``, ``ready``, ``model``) and submits work.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Prediction, Predictor, available_cpus, explain
-from service.batcher import Batcher, BatchStats, CostBudget, NotAcceptingError, QueueFullError, SideLane
+from service.admission import Admission, RateMeter
+from service.batcher import Batcher, BatchStats, CostBudget, NotAcceptingError, SideLane
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -37,8 +34,6 @@ log = logging.getLogger("service")
 
 # Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
 GPU_INFERENCE_WORKERS = 2
-CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a little pessimistic on purpose
-INITIAL_RATE = 50_000.0  # cost units per second until the warm-up has measured this host
 EXPLAIN_YIELD_S = 0.02  # longest an explanation waits, per model run, for queued predictions to go first
 
 
@@ -70,111 +65,102 @@ def load_model(settings: Settings, model_dir: Path | None = None) -> Predictor:
     )
 
 
-class RateMeter:
-    """Cost units per second over all workers: measured at warm-up, then a moving average of real batches."""
+class NotReadyError(Exception):
+    """The engine has no warm model yet, or is draining: the client may retry (503)."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.value = INITIAL_RATE
-
-    def observe(self, cost: float, seconds: float) -> None:
-        if seconds > 0 and cost > 0:
-            self.value = 0.8 * self.value + 0.2 * (cost / seconds) * self.workers
-
-    def per_worker(self) -> float:
-        return self.value / self.workers
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 class Engine:
-    def __init__(self, settings: Settings, predictor: Predictor, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
-        self.predictor = predictor
-        self.model_dir = Path(predictor.model_dir)
         self.metrics = metrics
+        self._model: Predictor | None = None
+        self.model_dir = Path(settings.model_dir)
         self.warmed_up = False
         self.draining = False
-        self.in_flight = 0
-        self.rate = RateMeter(plan_threads(settings, predictor.provider).workers)
-        # A batch that runs alone spreads its length groups over one thread per worker, so that one 32-text
-        # request uses every core, not one; batches running side by side run their groups on their own
-        # thread, as the workers already share the cores. The groups are the same, so are the answers.
-        self._model_runs = ThreadPoolExecutor(max_workers=self.rate.workers, thread_name_prefix="model-run")
-        self._batches_running = 0
-        self._batches_lock = threading.Lock()
         self._batcher: Batcher[Predictor, Prediction] | None = None
         self._explain_lane: SideLane | None = None
+        self._model_runs: ThreadPoolExecutor | None = None
+        self._batches_running = 0
+        self._batches_lock = threading.Lock()
         self._warmup: asyncio.Task[None] | None = None
         self._swap_lock = asyncio.Lock()
+        self.rate = RateMeter(1)
+        self.admission: Admission | None = None
+
+    # ---------------------------------------------------------------------------------------- state
+
+    @property
+    def state(self) -> str:
+        """ "starting" (loading or warming up), "ready", or "draining" (SIGTERM: answers what it accepted)."""
+        if self.draining:
+            return "draining"
+        return "ready" if self.warmed_up else "starting"
 
     @property
     def ready(self) -> bool:
-        return self.warmed_up and not self.draining
+        return self.state == "ready"
+
+    @property
+    def model(self) -> Predictor:
+        """The model in service (loaded, warm or not); NotReadyError before start."""
+        if self._model is None:
+            raise NotReadyError(self.state)
+        return self._model
+
+    def require_ready(self) -> Admission:
+        """The admission of a ready engine; NotReadyError while starting or draining."""
+        if not self.ready or self.admission is None:
+            raise NotReadyError(self.state)
+        return self.admission
 
     @property
     def batcher(self) -> Batcher[Predictor, Prediction]:
         if self._batcher is None:
-            raise RuntimeError("the engine has not been started")
+            raise NotReadyError(self.state)
         return self._batcher
 
-    async def start(self, wait_for_warm_up: bool = False) -> None:
-        """Start the batcher, the explanation lane and the warm-up (awaited when asked: with several
-        processes on one socket, a process must accept nothing until warm, or a client could get a 503
-        while its siblings are ready)."""
-        s, rate = self.settings, self.rate
+    async def start(self, model: Predictor, wait_for_warm_up: bool = False) -> None:
+        """Serve ``model``: start the batcher, the explanation lane and the warm-up (awaited when asked: with
+        several processes on one socket, a process must accept nothing until warm, or a client could get a
+        503 while its siblings are ready)."""
+        s = self.settings
+        self._model, self.model_dir = model, Path(model.model_dir)
+        rate = self.rate = RateMeter(plan_threads(s, model.provider).workers)
+        # A batch that runs alone spreads its length groups over one thread per worker, so that one 32-text
+        # request uses every core, not one; batches running side by side run their groups on their own
+        # thread, as the workers already share the cores. The groups are the same, so are the answers.
+        self._model_runs = ThreadPoolExecutor(max_workers=rate.workers, thread_name_prefix="model-run")
         stats = BatchStats(on_batch=self._observe_batch, on_depth=self.metrics.queue_depth.set)
         queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
         self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers)
         self._batcher.start()
         lane = CostBudget(lambda: rate.per_worker() * s.max_explain_queue_seconds, rate.per_worker, s.max_queue)
         self._explain_lane = SideLane(lane, "explain")
+        self.admission = Admission(s.max_concurrent_requests, s.max_client_batch, {"predict": queue, "explain": lane})
+        self.admission.max_tokens = model.max_tokens
         self._warmup = asyncio.create_task(self._warm_up(), name="warm-up")
         if wait_for_warm_up:
             await asyncio.shield(self._warmup)
 
-    # ---------------------------------------------------------------------------------------- admission
-
-    def text_cost(self, text: str) -> float:
-        return min(len(text) / CHARS_PER_TOKEN, self.predictor.max_tokens) + 1
-
     def explain_cost(self, text: str) -> float:
-        tokens = self.text_cost(text)
+        tokens = self.require_ready().text_cost(text)
         return (min(tokens, self.settings.max_explain_tokens) + 1) * tokens
-
-    @contextlib.contextmanager
-    def permit(self, body_bytes: int | None, lane: str = "predict") -> Iterator[None]:
-        """Admission before the body is read: a slot among the requests in flight, and (when the size is
-        known) room for about that much work. Raises QueueFullError at once otherwise."""
-        if self.in_flight >= self.settings.max_concurrent_requests:
-            limit = self.settings.max_concurrent_requests
-            raise QueueFullError(self.batcher.budget.retry_after(), f"too many requests in flight (limit {limit})")
-        if body_bytes:
-            estimate = min(body_bytes / CHARS_PER_TOKEN, self.settings.max_client_batch * self.predictor.max_tokens)
-            if lane == "predict":
-                self.batcher.admit(estimate, 1)
-            elif self._explain_lane is not None:
-                self._explain_lane.admit(estimate)
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-
-    def retry_after(self, lane: str = "predict") -> int:
-        if lane == "explain" and self._explain_lane is not None:
-            return self._explain_lane.budget.retry_after()
-        return self.batcher.budget.retry_after()
 
     # ---------------------------------------------------------------------------------------- work
 
     async def predict(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
         """Predictions in order, and the model that made them."""
-        return await self.batcher.submit(texts, sum(map(self.text_cost, texts)))
+        return await self.batcher.submit(texts, sum(map(self.require_ready().text_cost, texts)))
 
     async def explain(self, texts: list[str]) -> tuple[Predictor, list[Explanation]]:
         """Explanations on their own lane, which gives way to queued predictions between model runs."""
         if self._explain_lane is None or self.draining:
             raise NotAcceptingError
-        predictor, s, batcher = self.predictor, self.settings, self.batcher
+        predictor, s, batcher = self.model, self.settings, self.batcher
 
         def give_way_then_run(ids: list[list[int]]) -> npt.NDArray[np.float32]:
             deadline = time.perf_counter() + EXPLAIN_YIELD_S
@@ -188,13 +174,13 @@ class Engine:
         return predictor, await self._explain_lane.call(run, sum(map(self.explain_cost, texts)))
 
     def _run_batch(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
-        predictor = self.predictor  # the model a batch starts on is the one it finishes on
+        predictor = self.model  # the model a batch starts on is the one it finishes on
         s = self.settings
         with self._batches_lock:
             self._batches_running += 1
             alone = self._batches_running == 1
         try:
-            spread = self._model_runs.map if alone else map
+            spread = self._model_runs.map if alone and self._model_runs else map
             return predictor, predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
         finally:
             with self._batches_lock:
@@ -218,7 +204,9 @@ class Engine:
             except Exception:
                 self.metrics.model_swaps.labels("failed").inc()
                 raise
-            previous, self.predictor, self.model_dir = self.predictor, candidate, target
+            previous, self._model, self.model_dir = self.model, candidate, target
+            if self.admission is not None:
+                self.admission.max_tokens = candidate.max_tokens
             self.metrics.model_swaps.labels("ok").inc()
             log.info(
                 "model swapped",
@@ -233,6 +221,7 @@ class Engine:
     def begin_draining(self) -> None:
         """Readiness goes 503 at once; requests already accepted still get their answers."""
         self.draining = True
+        log.info("readiness off: shutting down")
 
     async def drain(self) -> None:
         self.draining = True
@@ -242,7 +231,8 @@ class Engine:
                 await self._warmup
         if self._batcher is not None:
             await self._batcher.drain()
-        self._model_runs.shutdown(wait=False)  # the batches that used it have finished
+        if self._model_runs is not None:
+            self._model_runs.shutdown(wait=False)  # the batches that used it have finished
         if self._explain_lane is not None:
             await asyncio.to_thread(self._explain_lane.drain)
         log.info("drained; shutting down")
@@ -251,7 +241,7 @@ class Engine:
         started = time.perf_counter()
         try:
             for _ in range(self.settings.warmup_runs):
-                await asyncio.to_thread(self.predictor.warm_up)
+                await asyncio.to_thread(self.model.warm_up)
             await asyncio.to_thread(self._measure_rate)
         except Exception:  # readiness stays 503, and the log says why
             log.exception("warm-up failed; the service will not report ready")
@@ -261,7 +251,7 @@ class Engine:
             "ready",
             extra={
                 "warmup_ms": round((time.perf_counter() - started) * 1000, 1),
-                "provider": self.predictor.provider,
+                "provider": self.model.provider,
                 "rate": round(self.rate.value),
             },
         )
@@ -270,5 +260,5 @@ class Engine:
         """One worker's speed on a typical batch (32 texts of 256 tokens), times the workers."""
         texts, tokens = 32, 256
         started = time.perf_counter()
-        self.predictor.probabilities([[2] * tokens] * texts)
+        self.model.probabilities([[2] * tokens] * texts)
         self.rate.value = texts * (tokens + 1) / (time.perf_counter() - started) * self.rate.workers

@@ -1,34 +1,35 @@
-"""Every failure a client can see, and how it leaves: ``{"error": {"code", "message", "details", "request_id"}}``.
+"""Every failure a client can see, and how it leaves: the one place that maps failures to statuses.
 
-The one place that maps failures to statuses. :class:`ApiError` carries a status, a code and a message;
-the helpers below turn body, JSON and validation failures into 4xx errors that name the field and the
-limit, ``engine_error`` turns the engine's refusals into 429/503, and ``error_for`` maps whatever a request
-raised onto a response, for the FastAPI routes and the fast path alike.
+``outcome`` turns whatever a request raised (the engine's refusals, invalid input, a body that never came,
+a client that left) into an :class:`ApiError`; a protocol only chooses the body its errors are written in
+(``ErrorShape``): this service's own JSON, ``{"error": {"code", "message", "details", "request_id"}}``, or
+the Open Inference Protocol's ``{"error": "message"}``. Invalid input is 422 in our JSON and 400 in the
+Open Inference Protocol (its convention); everything else has the same status in both.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from service.batcher import InferenceError, NotAcceptingError, QueueFullError
 from service.config import Settings
+from service.engine import NotReadyError
 from service.metrics import Metrics
+from service.validation import InvalidInput
 
 log = logging.getLogger("service")
 
-Model = TypeVar("Model", bound=BaseModel)
-JSON_MEDIA_TYPES = ("application/json",)
+CLIENT_GONE = 499  # nginx's and Envoy's status for a client that left before its answer: its own, not a 5xx
 
 
 class ApiError(Exception):
@@ -47,28 +48,34 @@ class ApiError(Exception):
         self.headers, self.details = headers or {}, details or []
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive within SENTIMENT_BODY_TIMEOUT_S."""
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
 
 
-OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes answer errors in its own shape
+ErrorShape = Callable[[ApiError, str | None], Response]
 
 
-def speaks_oip(path: str) -> bool:
-    return path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/")
+def ours(error: ApiError, request_id: str | None) -> Response:
+    """This service's error body: code, message, details (the fields at fault) and the request id."""
+    body = {"code": error.code, "message": error.message, "details": error.details, "request_id": request_id}
+    return json_response({"error": body}, error.status, error.headers)
 
 
-def error_response(request_id: str | None, error: ApiError, path: str = "") -> Response:
-    """The error in the protocol of ``path``: ``{"error": {"code", "message", "details", "request_id"}}``,
-    or the Open Inference Protocol's ``{"error": "message"}`` under /v2."""
-    body: dict[str, Any]
-    if speaks_oip(path):
-        body = {"error": error.message}
-    else:
-        body = {
-            "error": {"code": error.code, "message": error.message, "details": error.details, "request_id": request_id}
-        }
-    return json_response(body, error.status, error.headers)
+def open_inference(error: ApiError, request_id: str | None) -> Response:
+    """The Open Inference Protocol's error body: ``{"error": "message"}``."""
+    return json_response({"error": error.message}, error.status, error.headers)
+
+
+def invalid(exc: InvalidInput, status: int = 422) -> ApiError:
+    return ApiError(status, "validation_error", str(exc), details=[{"field": exc.field, "message": exc.message}])
 
 
 def body_too_large(limit: int) -> ApiError:
@@ -87,131 +94,84 @@ def field_name(loc: Iterable[Any]) -> str | None:
 
 def validation_error(errors: Iterable[dict[str, Any]]) -> ApiError:
     """A 422 naming every invalid field and the rule it broke (never echoing the input)."""
-    details: list[dict[str, Any]] = []
-    for err in errors:
-        name = field_name(err.get("loc", ()))
-        message = str(err.get("msg", "invalid"))
-        if err.get("type") == "json_invalid":
-            name, message = None, f"body is not valid JSON ({err.get('ctx', {}).get('error', message)})"
-        details.append({"field": name, "message": message.removeprefix("Value error, ")})
-    summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+    details = [
+        {"field": field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid")).removeprefix("Value error, ")}
+        for e in errors
+    ]
+    summary = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details)
     return ApiError(422, "validation_error", summary or "invalid request", details=details)
 
 
-def parse_json_body(body: bytes, content_type: str | None, model: type[Model]) -> Model:
-    """``body`` validated as ``model``, or the ApiError that says what is wrong with it.
-
-    orjson parses (it refuses invalid UTF-8, lone surrogates and nesting deeper than 1,024 levels), then
-    pydantic validates the Python object against the request model and its limits.
-    """
-    media_type = (content_type or "application/json").partition(";")[0].strip().lower()
-    if media_type not in JSON_MEDIA_TYPES and not media_type.endswith("+json"):
-        raise ApiError(
-            415, "unsupported_media_type", f"Content-Type must be application/json, not {media_type or 'empty'!r}"
-        )
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise validation_error([{"type": "json_invalid", "ctx": {"error": _json_problem(body, exc)}}]) from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            422,
-            "validation_error",
-            f"the body must be a JSON object, not {_json_type(data)}",
-            details=[{"field": None, "message": "must be a JSON object"}],
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error([dict(e) for e in exc.errors(include_url=False, include_input=False)]) from None
-
-
-def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as bad:
-        return f"not UTF-8: byte 0x{body[bad.start]:02x} at position {bad.start}"
-    return str(exc)
-
-
-def _json_type(value: Any) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def engine_error(exc: Exception, settings: Settings, metrics: Metrics) -> ApiError | None:
-    """The answer for a refusal or failure of the engine (None: not one of the engine's), counted by reason."""
+def outcome(exc: BaseException, settings: Settings, metrics: Metrics, invalid_status: int = 422) -> ApiError | None:
+    """The ApiError for what a request raised (None: a bug, answered 500 by the caller); refusals counted by
+    reason."""
     retry = {"Retry-After": "1"}
-    if isinstance(exc, QueueFullError):
+    reason: str | None = None
+    error: ApiError | None = None
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, InvalidInput):
+        return invalid(exc, invalid_status)
+    if isinstance(exc, RequestValidationError):
+        return validation_error(exc.errors())
+    if isinstance(exc, ClientGone | ClientDisconnect):
+        reason, error = "client_gone", ApiError(CLIENT_GONE, "client_gone", "the client closed the connection")
+    elif isinstance(exc, BodyTimeout):
+        message = f"the request body did not arrive within SENTIMENT_BODY_TIMEOUT_S = {settings.body_timeout_s} s"
+        reason, error = "body_timeout", ApiError(408, "body_timeout", message, headers={"Connection": "close"})
+    elif isinstance(exc, QueueFullError):
         wait = max(1, math.ceil(exc.retry_after))
         message = f"{exc.reason}; retry in {wait} s"
         reason, error = "queue_full", ApiError(429, "overloaded", message, headers={"Retry-After": str(wait)})
-    elif isinstance(exc, NotAcceptingError):
+    elif isinstance(exc, NotAcceptingError) or (isinstance(exc, NotReadyError) and exc.state == "draining"):
         reason, error = "draining", ApiError(503, "not_ready", "the service is shutting down", headers=retry)
+    elif isinstance(exc, NotReadyError):
+        reason, error = "not_ready", ApiError(503, "not_ready", "the model is warming up", headers=retry)
     elif isinstance(exc, InferenceError):
-        reason, error = (
-            "inference_failed",
-            ApiError(
-                503,
-                "inference_failed",
-                "the model failed on the batch holding this request (see the server log); retry",
-                headers=retry,
-            ),
-        )
+        message = "the model failed on the batch holding this request (see the server log); retry"
+        reason, error = "inference_failed", ApiError(503, "inference_failed", message, headers=retry)
     elif isinstance(exc, TimeoutError):
-        reason, error = (
-            "timeout",
-            ApiError(
-                503,
-                "timeout",
-                f"no result within SENTIMENT_REQUEST_TIMEOUT_S = {settings.request_timeout_s} s",
-                headers=retry,
-            ),
-        )
-    else:
-        return None
-    metrics.rejected.labels(reason).inc()
+        message = f"no result within SENTIMENT_REQUEST_TIMEOUT_S = {settings.request_timeout_s} s"
+        reason, error = "timeout", ApiError(503, "timeout", message, headers=retry)
+    elif isinstance(exc, StarletteHTTPException):
+        error = _http_error(exc, settings)
+    if reason is not None:
+        metrics.rejected.labels(reason).inc()
     return error
 
 
-def not_ready(metrics: Metrics) -> ApiError:
-    metrics.rejected.labels("not_ready").inc()
-    return ApiError(503, "not_ready", "the model is warming up", headers={"Retry-After": "1"})
+def _http_error(exc: StarletteHTTPException, settings: Settings) -> ApiError:
+    if exc.status_code == 413:
+        return body_too_large(settings.max_body_bytes)
+    messages = {
+        400: ("bad_request", f"could not read the request ({exc.detail})"),
+        404: ("not_found", "no such route"),
+        405: ("method_not_allowed", "method not allowed on this route"),
+    }
+    code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
+    return ApiError(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
-def error_for(request: Request, exc: Exception, settings: Settings, metrics: Metrics) -> Response:
-    """The response for any exception a request raised."""
+SHAPE_STATE = "error_shape"  # request.state key: the protocol's ErrorShape (set by its router), else ``ours``
+
+
+def respond(request: Request, exc: BaseException, settings: Settings, metrics: Metrics) -> Response:
+    """The answer for anything a request raised, in its protocol's error body; a bug is a logged 500."""
     request_id = getattr(request.state, "request_id", None)
-    path = request.url.path
-    if isinstance(exc, ApiError):
-        return error_response(request_id, exc, path)
-    if isinstance(exc, RequestValidationError):
-        return error_response(request_id, validation_error(exc.errors()), path)
-    if isinstance(exc, StarletteHTTPException):
-        if exc.status_code == 413:
-            return error_response(request_id, body_too_large(settings.max_body_bytes), path)
-        messages = {
-            400: ("bad_request", f"could not read the request body ({exc.detail})"),
-            404: ("not_found", f"no route {request.url.path}"),
-            405: ("method_not_allowed", f"{request.method} is not allowed on {request.url.path}"),
-        }
-        code, message = messages.get(exc.status_code, ("http_error", str(exc.detail)))
-        return error_response(
-            request_id, ApiError(exc.status_code, code, message, headers=dict(exc.headers or {})), path
-        )
-    mapped = engine_error(exc, settings, metrics)
-    if mapped is not None:
-        return error_response(request_id, mapped, path)
-    log.exception("unhandled error", extra={"request_id": request_id}, exc_info=exc)
-    return error_response(request_id, ApiError(500, "internal_error", "internal error; see the server log"), path)
+    shape: ErrorShape = getattr(request.state, SHAPE_STATE, ours)
+    error = outcome(exc, settings, metrics, 400 if shape is open_inference else 422)
+    if error is None:
+        log.exception("unhandled error", extra={"request_id": request_id}, exc_info=exc)
+        error = ApiError(500, "internal_error", "internal error; see the server log")
+    return shape(error, request_id)
 
 
 def install_error_handlers(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     async def handler(request: Request, exc: Exception) -> Response:
-        return error_for(request, exc, settings, metrics)
+        return respond(request, exc, settings, metrics)
 
     # The engine's own exceptions are listed too: a handler registered for Exception alone runs in Starlette's
     # outermost error middleware, which answers and then re-raises, and the server drops the connection.
-    engine_errors = (QueueFullError, NotAcceptingError, InferenceError)
-    for exc_type in (ApiError, RequestValidationError, StarletteHTTPException, *engine_errors, Exception):
+    known = (ApiError, RequestValidationError, StarletteHTTPException, QueueFullError, NotAcceptingError)
+    for exc_type in (*known, NotReadyError, InferenceError, InvalidInput, ClientDisconnect, Exception):
         app.add_exception_handler(exc_type, handler)

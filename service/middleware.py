@@ -8,18 +8,20 @@ The body limit is checked on Content-Length before anything is read, and again w
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import body_too_large, error_response
+from service.errors import body_too_large, ours
+from service.lifecycle import ROUTE_LABEL
 from service.metrics import Metrics
 
 access_log = logging.getLogger("service.access")
 REQUEST_ID_HEADER = b"x-request-id"
-ROUTE_LABEL = "route_label"  # scope["state"] key: the route name for metrics, set by the fast path
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class RequestContextMiddleware:
@@ -33,7 +35,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id, raw_id = _request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = 500
@@ -43,7 +45,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, raw_id)]
             await send(message)
 
         async def receive_limited() -> Message:
@@ -57,9 +59,7 @@ class RequestContextMiddleware:
 
         try:
             if _content_length(scope) > self.max_body:
-                await error_response(request_id, body_too_large(self.max_body), scope["path"])(
-                    scope, receive, send_with_id
-                )
+                await ours(body_too_large(self.max_body), request_id)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_limited, send_with_id)
         finally:
@@ -90,10 +90,11 @@ def _content_length(scope: Scope) -> int:
     return 0
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope) -> tuple[str, bytes]:
+    """The client's X-Request-ID (its bytes echoed as sent, read as UTF-8 for the log) when it is 1 to 128
+    visible bytes, else a fresh one."""
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            candidate: str = value.decode("latin-1")[:128]
-            if candidate.isprintable() and candidate.strip():
-                return candidate
-    return uuid.uuid4().hex
+        if name == REQUEST_ID_HEADER and 0 < len(value) <= 128 and value.strip() and not _CONTROL.search(value):
+            return value.decode("utf-8", "replace"), value
+    fresh = uuid.uuid4().hex
+    return fresh, fresh.encode()

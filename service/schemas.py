@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
 
 from model_runtime import Explanation, Prediction, Predictor
 from model_runtime.contract import SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
 from service.config import Settings
+from service.validation import NOT_ONLY_WHITESPACE
 
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
-
-
-# "Not only white space", with JSON Schema's (ECMA-262) idea of white space, so that the published pattern
-# and the server agree on every string (Python's str.isspace also counts e.g. U+001C..U+001F).
-NOT_ONLY_WHITESPACE = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
-_NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
-
-
-def _check_text(value: str) -> str:
-    # Unpaired surrogates never get here: pydantic refuses them as "not a valid string".
-    if not _NOT_ONLY_WHITESPACE.search(value):
-        raise ValueError("must contain at least one non-whitespace character")
-    return value
 
 
 def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
@@ -39,18 +26,9 @@ def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
 
 
 class PredictRequestBase(BaseModel):
+    """The documented request body (the adapter reads bodies itself, through service.validation)."""
+
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_exactly_one_in_schema)
-
-    @model_validator(mode="after")
-    def _exactly_one_input(self) -> PredictRequestBase:
-        text, texts = getattr(self, "text", None), getattr(self, "texts", None)
-        if (text is None) == (texts is None):
-            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of strings)")
-        return self
-
-    def all_texts(self) -> list[str]:
-        text: str | None = getattr(self, "text", None)
-        return [text] if text is not None else list(getattr(self, "texts", []))
 
 
 def make_predict_request(
@@ -60,7 +38,6 @@ def make_predict_request(
     text_type = Annotated[
         str,
         StringConstraints(max_length=max_text_chars),
-        AfterValidator(_check_text),
         Field(json_schema_extra={"pattern": NOT_ONLY_WHITESPACE}),
     ]
     return create_model(
@@ -80,7 +57,8 @@ def make_predict_request(
                 examples=[[REVIEW_EXAMPLE, "Dull, predictable and far too long."]],
             ),
         ),
-        __doc__="Give exactly one of `text` or `texts`. Predictions come back in input order.",
+        __doc__="Give exactly one of `text` or `texts`, neither null. A text needs a character that is not "
+        "white space. Predictions come back in input order.",
     )
 
 
@@ -113,8 +91,15 @@ class PredictResponse(TypedDict):
 
 class WordWeightOut(TypedDict):
     text: Annotated[str, Field(description="the word as written in the input: input[start:end]", examples=["great"])]
-    start: Annotated[int, Field(description="character offset of the word in the input text", examples=[37])]
-    end: Annotated[int, Field(examples=[42])]
+    start: Annotated[
+        int,
+        Field(
+            description="offset of the word's first character in the input text, counted in Unicode code points "
+            "(not UTF-16 units: an emoji outside the Basic Multilingual Plane counts 1)",
+            examples=[37],
+        ),
+    ]
+    end: Annotated[int, Field(description="offset just past the word's last character, in code points", examples=[42])]
     weights: Annotated[
         dict[str, float] | None,
         Field(

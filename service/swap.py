@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 from service.engine import Engine, load_model
@@ -45,7 +44,7 @@ async def rolling_swap(engine: Engine, model_dir: Path | None) -> None:
     os.kill(os.getppid(), signal.SIGHUP)
 
 
-def install_signal_handlers(engine: Engine, on_term: Callable[[], None]) -> None:
+def install_signal_handlers(engine: Engine) -> None:
     """SIGHUP swaps the model in place (read again from its directory); SIGTERM turns readiness off before
     the server's own handler starts the drain. Signals reach only the main thread: elsewhere (tests
     driving the app in a thread) nothing is installed."""
@@ -57,7 +56,7 @@ def install_signal_handlers(engine: Engine, on_term: Callable[[], None]) -> None
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum: int, frame: object) -> None:
-        on_term()
+        engine.begin_draining()
         if callable(previous):
             previous(signum, frame)  # type: ignore[arg-type]  # the server's handler takes a frame or None
 

@@ -1,0 +1,351 @@
+"""The Open Inference Protocol (KServe V2 REST), beside the service's own JSON, over the same lifecycle,
+limits, authentication and metrics.
+
+One input, a ``BYTES`` tensor of shape ``[n]`` holding the texts; three outputs: ``label`` (``BYTES``,
+``[n]``), ``score`` (``FP32``, ``[n]``) and ``probabilities`` (``FP32``, ``[n, labels]``, in the label
+order the metadata gives). Tensor data comes as JSON or with the protocol's binary-data extension
+(``Inference-Header-Content-Length``; what ``tritonclient`` sends by default), and outputs are returned
+the same way when asked. Every malformed request is a 400 naming the field, in the protocol's error body
+``{"error": "..."}``; the texts go through the same validator as every other protocol's. The declared
+element count is checked against the limits before any tensor data is read, and every length prefix of
+binary data against the buffer.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
+from typing_extensions import TypedDict
+
+from model_runtime import Prediction, Predictor
+from service.auth import check_api_key
+from service.config import SERVICE_VERSION, Settings
+from service.engine import Engine
+from service.errors import SHAPE_STATE, ApiError, json_response, open_inference
+from service.lifecycle import Scoring
+from service.validation import InvalidInput, TextLimits, check_count, check_text, json_type
+
+INPUT = "text"
+OUTPUTS = ("label", "score", "probabilities")
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _speaks_oip(request: Request) -> None:
+    setattr(request.state, SHAPE_STATE, open_inference)
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _authorized(request: Request) -> None:
+    check_api_key(request.headers, _engine(request).settings)
+
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"], dependencies=[Depends(_speaks_oip)])
+EngineDep = Annotated[Engine, Depends(_engine)]
+
+
+class OipError(TypedDict):
+    error: str
+
+
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "malformed request or invalid texts (names the field and the limit)",
+        401: "missing or wrong API key",
+        404: "unknown model or version",
+        408: "the body did not arrive within SENTIMENT_BODY_TIMEOUT_S",
+        413: "body over SENTIMENT_MAX_BODY_BYTES",
+        415: "unsupported Content-Encoding",
+        429: "full; retry after Retry-After seconds",
+        503: "not ready, draining, timed out, or the model run failed",
+    }
+    return {status: {"model": OipError, "description": reasons[status]} for status in statuses}
+
+
+MODEL_ANSWERS = _answers(401, 404, 503)
+INFER_ANSWERS = _answers(400, 401, 404, 408, 413, 415, 429, 503)
+
+
+class InputTensor(BaseModel):
+    """The documented shape of the one input tensor (the handler reads the body itself, binary data too)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(examples=["text"])
+    datatype: str = Field(examples=["BYTES"])
+    shape: list[int] = Field(examples=[[2]])
+    data: list[str] | None = Field(None, examples=[["Loved it.", "Dull."]])
+    parameters: dict[str, Any] | None = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(examples=["label"])
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """An Open Inference Protocol request: ``inputs`` (one BYTES tensor named ``text``), optional ``outputs``
+    to pick, an ``id`` to echo and ``parameters``."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    inputs: list[InputTensor]
+    outputs: list[RequestedOutput] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+def _served(engine: Engine, name: str, version: str | None = None) -> Predictor:
+    model = engine.model
+    if name != model.name:
+        raise ApiError(404, "unknown_model", f"unknown model {name!r}; this server serves {model.name!r}")
+    if version is not None and version != model.version:
+        raise ApiError(404, "unknown_version", f"model {name!r} has no version {version!r}; it is {model.version!r}")
+    return model
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata() -> Response:
+    return json_response(
+        {"name": "sentiment-service", "version": SERVICE_VERSION, "extensions": ["binary_tensor_data"]}
+    )
+
+
+@router.get("/health/live", summary="Server liveness")
+async def server_live() -> Response:
+    return json_response({"live": True})
+
+
+@router.get("/health/ready", summary="Server readiness", responses=_answers(503))
+async def server_ready(engine: EngineDep) -> Response:
+    return json_response({"ready": engine.ready}, 200 if engine.ready else 503)
+
+
+def _metadata(engine: Engine, name: str, version: str | None) -> Response:
+    model = _served(engine, name, version)
+    labels = list(model.labels)
+    return json_response(
+        {
+            "name": model.name,
+            "versions": [model.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "score", "datatype": "FP32", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels)]},
+            ],
+            "parameters": {"labels": labels, "max_texts": engine.settings.max_client_batch},
+        }
+    )
+
+
+model_routes = APIRouter(dependencies=[Depends(_authorized)])
+
+
+@model_routes.get("/models/{name}", summary="Model metadata", responses=MODEL_ANSWERS)
+async def model_metadata(name: str, engine: EngineDep) -> Response:
+    return _metadata(engine, name, None)
+
+
+@model_routes.get("/models/{name}/versions/{version}", summary="Model metadata (one version)", responses=MODEL_ANSWERS)
+async def model_version_metadata(name: str, version: str, engine: EngineDep) -> Response:
+    return _metadata(engine, name, version)
+
+
+@model_routes.get("/models/{name}/ready", summary="Model readiness", responses=MODEL_ANSWERS)
+async def model_ready(name: str, engine: EngineDep) -> Response:
+    _served(engine, name)
+    return json_response({"name": name, "ready": engine.ready}, 200 if engine.ready else 503)
+
+
+@model_routes.get(
+    "/models/{name}/versions/{version}/ready", summary="Model readiness (one version)", responses=MODEL_ANSWERS
+)
+async def model_version_ready(name: str, version: str, engine: EngineDep) -> Response:
+    _served(engine, name, version)
+    return json_response({"name": name, "ready": engine.ready}, 200 if engine.ready else 503)
+
+
+router.include_router(model_routes)
+INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+
+
+def _bad(field: str | None, message: str) -> InvalidInput:
+    return InvalidInput(field, message)
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    """``parameters`` and the like: absent (None) is an empty object; anything else must be an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(field, f"must be an object, not {json_type(value)}")
+    return value
+
+
+def _integer(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(field, f"must be an integer, not {json_type(value)}")
+    return value
+
+
+def _split_body(body: bytes, headers: Headers) -> tuple[dict[str, Any], bytes]:
+    """The JSON inference header and the binary tensor data after it (the binary-data extension)."""
+    size = len(body)
+    if (declared := headers.get(HEADER_LENGTH)) is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise _bad("Inference-Header-Content-Length", "must be an integer") from None
+        if not 0 < size <= len(body):
+            raise _bad("Inference-Header-Content-Length", f"{size} is not within the body's {len(body)} bytes")
+    try:
+        header = orjson.loads(body[:size])
+    except orjson.JSONDecodeError as exc:
+        raise _bad(None, f"the inference request is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _bad(None, f"the inference request must be a JSON object, not {json_type(header)}")
+    return header, body[size:]
+
+
+def _outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The outputs asked for (all by default), each with whether it goes as binary data."""
+    binary_default = _object(header.get("parameters"), "parameters").get("binary_data_output", False)
+    wanted = header.get("outputs")
+    if wanted is None:
+        return [(name, bool(binary_default)) for name in OUTPUTS]
+    if not isinstance(wanted, list):
+        raise _bad("outputs", f"must be an array, not {json_type(wanted)}")
+    chosen = []
+    for i, request in enumerate(wanted):
+        if not isinstance(request, dict) or request.get("name") not in OUTPUTS:
+            name = request.get("name") if isinstance(request, dict) else None
+            raise _bad(f"outputs[{i}].name", f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
+        binary = _object(request.get("parameters"), f"outputs[{i}].parameters").get("binary_data", binary_default)
+        chosen.append((request["name"], bool(binary)))
+    return chosen
+
+
+def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[str]:
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise _bad("inputs", f"exactly one input tensor is expected: {INPUT!r} (BYTES, shape [n])")
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT:
+        raise _bad("inputs[0].name", f"unknown input {tensor.get('name')!r}; the input is named {INPUT!r}")
+    if tensor.get("datatype") != "BYTES":
+        raise _bad("inputs[0].datatype", f"must be BYTES, not {tensor.get('datatype')!r}")
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or len(shape) != 1:
+        raise _bad("inputs[0].shape", f"must be [n], not {shape!r}")
+    count = _integer(shape[0], "inputs[0].shape[0]")
+    check_count(count, INPUT, limits)  # before any data is read
+    size = _object(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
+    if size is not None:
+        data: Any = _binary_strings(binary, _integer(size, "inputs[0].parameters.binary_data_size"), count)
+    else:
+        if binary:
+            raise _bad("inputs[0].parameters.binary_data_size", "binary data follows the header but none is declared")
+        data = tensor.get("data")
+        if isinstance(data, list) and data and all(isinstance(row, list) for row in data):  # row-major nesting
+            data = [x for row in data for x in row]
+    if not isinstance(data, list) or len(data) != count:
+        found = len(data) if isinstance(data, list) else json_type(data)
+        raise _bad("inputs[0].data", f"shape [{count}] but {found} values")
+    return [check_text(text, f"{INPUT}[{i}]", limits.max_chars) for i, text in enumerate(data)]
+
+
+def _binary_strings(binary: bytes, size: int, count: int) -> list[str]:
+    """BYTES elements of the binary-data extension: each a 4-byte little-endian length, then the bytes; at
+    most ``count`` of them, every length checked against the buffer."""
+    field = "inputs[0].parameters.binary_data_size"
+    if size != len(binary):
+        raise _bad(field, f"{size} bytes declared but {len(binary)} follow the header")
+    out: list[str] = []
+    position = 0
+    while position < size:
+        if len(out) == count:
+            raise _bad(INPUT, f"more than the {count} elements its shape declares")
+        if position + 4 > size:
+            raise _bad(f"{INPUT}[{len(out)}]", f"truncated length prefix at byte {position}")
+        (length,) = struct.unpack_from("<I", binary, position)
+        if position + 4 + length > size:
+            raise _bad(f"{INPUT}[{len(out)}]", f"its length {length:,} overruns the {size:,} bytes of binary data")
+        chunk = binary[position + 4 : position + 4 + length]
+        position += 4 + length
+        try:
+            out.append(chunk.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _bad(f"{INPUT}[{len(out)}]", "is not UTF-8") from None
+    return out
+
+
+def _response(
+    result: tuple[Predictor, list[Prediction]], request: tuple[dict[str, Any], list[tuple[str, bool]]]
+) -> Response:
+    (predictor, predictions), (header, outputs) = result, request
+    n, labels = len(predictions), predictor.labels
+    tensors: dict[str, tuple[str, list[int], Any]] = {
+        "label": ("BYTES", [n], [p.label for p in predictions]),
+        "score": ("FP32", [n], np.array([p.score for p in predictions], dtype=np.float32)),
+        "probabilities": (
+            "FP32",
+            [n, len(labels)],
+            np.array([[p.probabilities[x] for x in labels] for p in predictions], dtype=np.float32),
+        ),
+    }
+    entries, blobs = [], []
+    for name, binary in outputs:
+        datatype, shape, values = tensors[name]
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+        if binary:
+            blob = _encode_binary(datatype, values)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
+        entries.append(entry)
+    body: dict[str, Any] = {"model_name": predictor.name, "model_version": predictor.version, "outputs": entries}
+    if "id" in header:
+        body["id"] = header["id"]
+    json_part = orjson.dumps(body)
+    if not blobs:
+        return Response(json_part, media_type="application/json")
+    return Response(
+        json_part + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(json_part))},
+    )
+
+
+def _encode_binary(datatype: str, values: Any) -> bytes:
+    if datatype == "BYTES":
+        return b"".join(struct.pack("<I", len(b)) + b for b in (v.encode("utf-8") for v in values))
+    return bytes(np.ascontiguousarray(values, dtype="<f4").tobytes())
+
+
+def scoring_routes(settings: Settings) -> dict[tuple[str, str], Scoring]:
+    limits = TextLimits(settings.max_client_batch, settings.max_text_chars)
+
+    def parse(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], Any]:
+        header, binary = _split_body(body, headers)
+        if "id" in header and not isinstance(header["id"], str):
+            raise _bad("id", f"must be a string, not {json_type(header['id'])}")
+        outputs = _outputs(header)
+        return _texts(header, binary, limits), (header, outputs)
+
+    def check(engine: Engine, params: dict[str, str]) -> None:
+        _served(engine, params["name"], params.get("version"))
+
+    infer = Scoring("predict", open_inference, 400, parse, _response, check)
+    return {("POST", path): infer for path in INFER_PATHS}

@@ -1,0 +1,61 @@
+"""This service's own JSON: ``POST /predict`` and ``POST /explain``.
+
+A body is ``{"text": "..."}`` or ``{"texts": ["...", ...]}`` (exactly one of the two, neither null, no
+other field); the answer is ``{"model": ..., "predictions": [...]}`` or ``{"model": ..., "method":
+"occlusion", "explanations": [...]}``; errors are ``{"error": {"code", "message", "details",
+"request_id"}}`` with invalid input as 422.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+
+from model_runtime import Explanation, Prediction, Predictor
+from service.config import Settings
+from service.errors import ApiError, json_response, ours
+from service.lifecycle import Scoring
+from service.schemas import explain_response, predict_response
+from service.validation import InvalidInput, TextLimits, check_text, check_texts, json_object
+
+FIELDS = ("text", "texts")
+
+
+def texts_of(body: bytes, headers: Headers, limits: TextLimits) -> list[str]:
+    """The texts of a ``{"text"}`` or ``{"texts"}`` body, validated (service.validation)."""
+    media_type = headers.get("content-type", "application/json").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, not {media_type!r}")
+    data = json_object(body)
+    for name in data:
+        if name not in FIELDS:
+            raise InvalidInput(name, "unknown field; give 'text' (a string) or 'texts' (an array of strings)")
+    if len(data) != 1:
+        raise InvalidInput(None, "give exactly one of 'text' (a string) or 'texts' (an array of strings)")
+    if "text" in data:
+        return [check_text(data["text"], "text", limits.max_chars)]
+    return check_texts(data["texts"], "texts", limits)
+
+
+def scoring_routes(settings: Settings) -> dict[tuple[str, str], Scoring]:
+    predict_limits = TextLimits(settings.max_client_batch, settings.max_text_chars)
+    explain_limits = TextLimits(settings.max_explain_texts, settings.max_text_chars)
+
+    def parse_predict(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], None]:
+        return texts_of(body, headers, predict_limits), None
+
+    def parse_explain(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], None]:
+        return texts_of(body, headers, explain_limits), None
+
+    def predicted(result: tuple[Predictor, list[Prediction]], _: Any) -> Response:
+        return json_response(predict_response(*result))
+
+    def explained(result: tuple[Predictor, list[Explanation]], _: Any) -> Response:
+        return json_response(explain_response(*result))
+
+    return {
+        ("POST", "/predict"): Scoring("predict", ours, 422, parse_predict, predicted),
+        ("POST", "/explain"): Scoring("explain", ours, 422, parse_explain, explained),
+    }
