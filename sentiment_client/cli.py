@@ -1,8 +1,10 @@
-"""Score a file of texts: CSV, JSON Lines or plain text (one text per line), from a path or stdin.
+"""Score a file of texts through a running service: CSV, JSON Lines or plain text (one text per line), from
+a path or stdin.
 
     python -m sentiment_client reviews.csv -o scored.csv --server http://localhost:8000
-    python -m sentiment_client reviews.jsonl --model-dir models/sentiment-bilstm     # in process, no server
     cat reviews.txt | python -m sentiment_client - --format text > scored.csv
+
+(In process, without a server, or on Ray: ``python -m sentiment_bulk``, which needs the model runtime.)
 
 The output holds every input row (all its columns or fields) plus ``label`` and ``score``; plain text
 becomes CSV with the columns text, label, score. Rows stream through in chunks of ``--batch-size``, so a
@@ -121,50 +123,15 @@ def count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def make_scorer(args: argparse.Namespace) -> tuple[Scorer, Callable[[], None]]:
-    if args.server:
-        client = SentimentClient(args.server, api_key=args.api_key, timeout=args.timeout)
-        return client.predict, client.close
-    # In process: needs the model runtime (the 'cpu' or 'gpu' extra); --server needs only httpx.
-    from model_runtime import ModelLoadError, Predictor
-    from model_runtime.contract import SHIPPED_MODEL_DIR
-
-    try:
-        predictor = Predictor.load(args.model_dir or SHIPPED_MODEL_DIR, provider=args.provider)
-    except ModelLoadError as exc:
-        raise SystemExit(f"error: {exc}") from None
-
-    def score(texts: list[str]) -> list[Prediction]:
-        return [
-            Prediction(p.label, p.score, p.probabilities, p.tokens, p.truncated)
-            for p in predictor.predict(texts, max_batch_tokens=4096)
-        ]
-
-    return score, (lambda: None)
-
-
 def guess_format(path: str) -> str:
     suffix = Path(path).suffix.lower()
     return {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "text")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sentiment_client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_file_options(parser: argparse.ArgumentParser) -> None:
+    """The options of reading, batching and writing a file, shared with ``python -m sentiment_bulk``."""
     parser.add_argument("input", help="a CSV, JSONL or text file, or - for stdin")
     parser.add_argument("-o", "--output", help="where to write (default: stdout)")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--server", help="score through a running service at this URL")
-    where.add_argument(
-        "--model-dir",
-        type=Path,
-        default=None,
-        help="score in process with this model directory (default, when --server is not given)",
-    )
-    parser.add_argument("--provider", default="auto", choices=["auto", "cpu", "cuda"], help="in process only")
-    parser.add_argument("--api-key", help="with --server, when the service needs one")
-    parser.add_argument("--timeout", type=float, default=60.0, help="with --server: seconds per request")
     parser.add_argument(
         "--format",
         choices=["auto", "csv", "jsonl", "text"],
@@ -175,24 +142,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per request or model call")
     parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="ray: INPUT may be a directory of CSV/JSONL/Parquet files; -o names an output "
-        "directory of Parquet files (needs the 'ray' extra)",
-    )
-    parser.add_argument("--ray-address", default=None, help="with --engine ray: a cluster to join (default: local)")
-    args = parser.parse_args(argv)
-    if args.engine == "ray":
-        return _ray(parser, args)
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sentiment_client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_file_options(parser)
+    parser.add_argument("--server", default="http://127.0.0.1:8000", help="the service's URL (default: %(default)s)")
+    parser.add_argument("--api-key", help="when the service needs one")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    args = parser.parse_args(argv)
     if args.input != "-" and not Path(args.input).is_file():
         parser.error(f"no such file: {args.input}")
+    client = SentimentClient(args.server, api_key=args.api_key, timeout=args.timeout)
+    return score_file(args, client.predict, client.close)
+
+
+def score_file(args: argparse.Namespace, score: Scorer, close: Callable[[], None]) -> int:
+    """Stream ``args.input`` through ``score`` in chunks into ``args.output``; the exit status."""
     fmt = args.format if args.format != "auto" else guess_format(args.input)
     out_fmt = "jsonl" if fmt == "jsonl" else "csv"
     total = None if args.input == "-" else count_lines(Path(args.input)) - (1 if fmt == "csv" else 0)
-    score, close = make_scorer(args)
     source = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", newline="")  # noqa: SIM115
     sink = sys.stdout if not args.output else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
     writer, scored, skipped = Writer(sink, out_fmt), 0, 0
@@ -221,26 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         close()
     print(f"{scored} rows scored, {skipped} skipped", file=sys.stderr)
     return 0
-
-
-def _ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.server or not args.output:
-        parser.error("--engine ray scores in process on the cluster: give -o OUTPUT_DIR, and no --server")
-    if not Path(args.input).exists():
-        parser.error(f"no such file or directory: {args.input}")
-    from model_runtime.contract import SHIPPED_MODEL_DIR
-    from sentiment_client import ray_engine
-
-    return ray_engine.run(
-        Path(args.input),
-        Path(args.output),
-        args.model_dir or SHIPPED_MODEL_DIR,
-        args.provider,
-        args.text_field,
-        args.on_error,
-        args.ray_address,
-        max(args.batch_size, 256),
-    )
 
 
 def flush(

@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from tests.support import TINY_CONFIG, pick_free_port
-from training.data import Dataset, Split, load_imdb, load_movie_reviews, split_dataset
+from training.data import Dataset, Split, split_dataset
 from training.pipeline import ExportSpec, ship
-from training.train import train
+from training.sources import load_sources
+from training.train import TrainResult, train
 
 
 @pytest.fixture(scope="session")
 def imdb() -> Dataset:
-    return load_imdb()
+    return load_sources(("imdb",))
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +26,8 @@ def imdb_split(imdb: Dataset) -> Split:
 
 @pytest.fixture(scope="session")
 def corpus() -> Dataset:
-    """Every labelled source of movie-reviews: IMDB reviews and Rotten Tomatoes sentences."""
-    return load_movie_reviews()
+    """Every packaged labelled source the shipped model learns from (training.sources)."""
+    return load_sources()
 
 
 @pytest.fixture(scope="session")
@@ -35,14 +36,18 @@ def corpus_split(corpus: Dataset) -> Split:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, corpus: Dataset, corpus_split: Split) -> Path:
-    run_dir = tmp_path_factory.mktemp("tiny-run")
-    train(corpus, run_dir, TINY_CONFIG, split=corpus_split)
-    return run_dir
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-run")
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_run: Path, corpus_split: Split) -> Path:
+def tiny_run(tiny_run_dir: Path, corpus: Dataset, corpus_split: Split) -> TrainResult:
+    """A real (seconds-long) training run of the shipped recipe at a tiny size, on every source."""
+    return train(corpus, corpus_split, tiny_run_dir, TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_run: TrainResult, corpus_split: Split) -> Path:
     """A real model directory (model.onnx, tokenizer.json, card with metrics), small enough for tests."""
     model_dir = tmp_path_factory.mktemp("tiny-model") / "tiny"
     ship(tiny_run, corpus_split, ExportSpec(model_dir, "tiny-bilstm", "0.0.1", "pytest fixture"))

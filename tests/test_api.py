@@ -22,7 +22,8 @@ from service.app import create_app
 from service.config import Settings
 from tests.support import gauge, wait_until_ready
 from training.data import Split
-from training.export import load_best_model
+from training.export import as_served
+from training.train import TrainResult
 
 POSITIVE = "A wonderful, moving film. The acting is superb and I loved every minute of it."
 NEGATIVE = "Awful. Boring, badly acted and far too long; a complete waste of time."
@@ -118,7 +119,7 @@ def test_a_lone_request_runs_its_length_groups_in_parallel_with_the_same_answers
 
 
 def test_results_are_batch_invariant_and_equal_the_export_reference(
-    client: TestClient, tiny_run: Path, tiny_model_dir: Path, imdb_split: Split
+    client: TestClient, tiny_run: TrainResult, imdb_split: Split
 ) -> None:
     target = "Not bad at all. I expected little and was pleasantly surprised."
     long_reviews = sorted((ex.text for ex in imdb_split.test), key=len)[-63:]
@@ -128,13 +129,11 @@ def test_results_are_batch_invariant_and_equal_the_export_reference(
         batch = client.post("/predict", json={"texts": texts}).json()["predictions"]
         assert batch[position]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
     # The PyTorch model the export was verified against gives the same probabilities.
-    from tokenizers import Tokenizer
-
-    ids = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json")).encode(target).ids
+    ids = tiny_run.tokenizer.encode(target).ids
     batch_ids, lengths = pad_ids([ids])
     with torch.no_grad():
         reference = torch.softmax(
-            load_best_model(tiny_run)(torch.from_numpy(batch_ids), torch.from_numpy(lengths), packed=True), dim=1
+            as_served(tiny_run.model)(torch.from_numpy(batch_ids), torch.from_numpy(lengths), packed=True), dim=1
         )[0].tolist()
     assert [alone["probabilities"]["negative"], alone["probabilities"]["positive"]] == pytest.approx(
         reference, abs=1e-5
@@ -203,15 +202,16 @@ def test_concurrent_requests_share_model_batches(make_client: ClientFactory) -> 
         ({"text": ""}, ["text", "non-whitespace"]),
         ({"text": " \n\t "}, ["text", "non-whitespace"]),
         ({"texts": ["fine", "  "]}, ["texts[1]", "non-whitespace"]),
-        ({"texts": ["x"] * 65}, ["texts", "at most 64 items"]),
-        ({"texts": []}, ["texts", "at least 1 item"]),
-        ({"text": "a" * 100_001}, ["text", "at most 100000 characters"]),
-        ({"text": 5}, ["text", "valid string"]),
-        ({"texts": "not a list"}, ["texts", "valid list"]),
-        ({"texts": ["ok", 7]}, ["texts[1]", "valid string"]),
+        ({"texts": ["x"] * 65}, ["texts", "1 to 64 texts, not 65"]),
+        ({"texts": []}, ["texts", "1 to 64 texts, not 0"]),
+        ({"text": "a" * 100_001}, ["text", "100,001 characters; the limit is 100,000"]),
+        ({"text": 5}, ["text", "must be a string, not a number"]),
+        ({"texts": "not a list"}, ["texts", "must be an array of strings"]),
+        ({"texts": ["ok", 7]}, ["texts[1]", "must be a string"]),
+        ({"texts": None}, ["texts", "not null"]),
         ({"text": "a", "texts": ["b"]}, ["exactly one of 'text'"]),
         ({}, ["exactly one of 'text'"]),
-        ({"text": "a", "extra": 1}, ["extra", "not permitted"]),
+        ({"text": "a", "extra": 1}, ["extra", "unknown field"]),
         ([1, 2], ["JSON object, not an array"]),
     ],
 )
@@ -283,8 +283,8 @@ def test_queue_full_is_429_with_retry_after(make_client: ClientFactory) -> None:
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
-    assert_error(client.get("/nope"), 404, "/nope")
-    assert_error(client.get("/predict"), 405, "GET")
+    assert_error(client.get("/nope"), 404, "no such route")
+    assert_error(client.get("/predict"), 405, "not allowed")
 
 
 # ---------------------------------------------------------------------------------------------- auth

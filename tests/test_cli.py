@@ -1,4 +1,5 @@
-"""The file-scoring CLI (python -m sentiment_client), in process and through a real server."""
+"""The file-scoring CLIs: through a real server (python -m sentiment_client) and in process, with no server
+(python -m sentiment_bulk); the same file handling in both."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The server CLI with ``--server``, the in-process one (sentiment_bulk) with ``--model-dir``."""
+    module = "sentiment_bulk" if "--model-dir" in args else "sentiment_client"
     return subprocess.run(
-        [sys.executable, "-m", "sentiment_client", "--no-progress", *args],
+        [sys.executable, "-m", module, "--no-progress", *args],
         cwd=ROOT,
         input=stdin,
         capture_output=True,
@@ -111,5 +114,5 @@ def test_a_text_the_server_refuses_is_isolated_and_skipped(tiny_model_dir: Path,
     finally:
         stop_server(process)
     assert done.returncode == 0, done.stderr
-    assert "line 2: skipped: String should have at most 50 characters" in done.stderr
+    assert "line 2: skipped: has 60 characters; the limit is 50" in done.stderr
     assert [r["text"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["Short and sweet.", "Another short one."]

@@ -11,11 +11,11 @@ import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
 
-from bench import ceiling
-from model_runtime import CUDA_PROVIDER, Predictor
+from model_runtime import CUDA_PROVIDER, Predictor, read_card
 from service.app import create_app
 from service.config import Settings
 from tests.support import SHIPPED_MODEL, wait_until_ready
+from training.sources import split_from_record
 
 pytestmark = pytest.mark.skipif(
     CUDA_PROVIDER not in ort.get_available_providers(),
@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def reviews() -> list[str]:
-    return ceiling.test_reviews(SHIPPED_MODEL, 512)
+    test = split_from_record(read_card(SHIPPED_MODEL).data).test
+    return [ex.text for ex in test if ex.source == "imdb"][:512]
 
 
 @pytest.mark.parametrize("batch_size", [1, 64, 512])

@@ -60,7 +60,7 @@ def write_inputs(folder: Path, texts: list[str]) -> dict[tuple[str, int], str]:
 
 def score(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sentiment_client", *args, "--engine", "ray", "--no-progress"],
+        [sys.executable, "-m", "sentiment_bulk", *args, "--engine", "ray", "--no-progress"],
         cwd=ROOT,
         capture_output=True,
         text=True,

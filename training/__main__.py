@@ -48,9 +48,11 @@ def add_options(p: argparse.ArgumentParser, cls: type[Any], group: str) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     values = vars(args)
-    model = ModelConfig(**{f.name: values[f.name] for f in dataclasses.fields(ModelConfig) if f.name in values})
-    top = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig) if f.name in values and f.name != "model"}
-    return TrainConfig(**top, model=model)
+
+    def chosen(cls: type[Any]) -> dict[str, Any]:
+        return {f.name: values[f.name] for f in dataclasses.fields(cls) if f.metadata.get("cli") and f.name in values}
+
+    return TrainConfig(**chosen(TrainConfig), model=ModelConfig(**chosen(ModelConfig)))
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -54,15 +54,20 @@ def calibrate(
 ) -> dict[str, Any]:
     """Fit the temperature on the validation texts (every source weighing the same) and set it on
     ``model`` (export puts it in the graph, so the served probabilities are the calibrated ones); returns
-    the temperature and the validation log loss before and after."""
+    the temperature and the validation log loss (mean over sources) before and after."""
     model.temperature_log_scale = model.temperature_log_slope = 0.0
     logits = predict_logits(model, ids, device)
     lengths = torch.tensor([len(x) for x in ids])
-    scale, slope = fit_temperature(logits, labels, lengths, source_weights(sources))
+    weights = source_weights(sources)
+    scale, slope = fit_temperature(logits, labels, lengths, weights)
     model.temperature_log_scale, model.temperature_log_slope = scale, slope
     temperature = (scale + slope * lengths.clamp(min=1).float().log()).exp()[:, None]
-    before = nn.functional.cross_entropy(logits, labels).item()
-    after = nn.functional.cross_entropy(logits / temperature, labels).item()
+
+    def log_loss(scaled: torch.Tensor) -> float:  # every source weighing the same, as in the fit
+        per_text = nn.functional.cross_entropy(scaled, labels, reduction="none")
+        return float((per_text * weights).sum() / weights.sum())
+
+    before, after = log_loss(logits), log_loss(logits / temperature)
     log.info("temperature exp(%.3f + %.3f ln L): validation log loss %.4f -> %.4f", scale, slope, before, after)
     return {
         "temperature": {"log_scale": scale, "log_slope": slope},

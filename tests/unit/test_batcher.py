@@ -1,0 +1,163 @@
+"""The batcher, its cost budget and the side lane: real objects, real threads, no HTTP, no timing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from service.batcher import Batcher, CostBudget, InferenceError, NotAcceptingError, QueueFullError, SideLane
+
+
+def run(coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(coroutine(), 20))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until ``condition`` holds (other tasks run meanwhile; no clock involved)."""
+    while not condition():
+        await asyncio.sleep(0)
+
+
+class GatedModel:
+    """A stand-in inference function that records its batches and blocks until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.fail_next = False
+
+    def __call__(self, texts: list[str]) -> tuple[str, list[str]]:
+        self.batches.append(list(texts))
+        self.started.release()
+        assert self.release.wait(10)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("out of memory")
+        return f"batch{len(self.batches)}", [t.upper() for t in texts]
+
+
+def roomy() -> CostBudget:
+    return CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+
+
+def test_requests_queued_while_a_batch_runs_form_the_next_batch_in_order() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher: Batcher[str, str] = Batcher(model, max_batch_size=4, max_wait_ms=0, budget=roomy())
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        queued = [asyncio.ensure_future(batcher.submit([f"t{i}", f"u{i}"], 2)) for i in range(3)]
+        await until(lambda: batcher.depth == 6)
+        model.release.set()
+        assert await first == ("batch1", ["A"])
+        results = await asyncio.gather(*queued)
+        assert model.batches[1] == ["t0", "u0", "t1", "u1"]  # 4 texts at most; the third request waits
+        assert model.batches[2] == ["t2", "u2"]
+        assert results == [("batch2", ["T0", "U0"]), ("batch2", ["T1", "U1"]), ("batch3", ["T2", "U2"])]
+        assert batcher.depth == 0 and batcher.budget.cost == 0
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_a_request_withdrawn_while_queued_is_never_run_and_frees_its_budget() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher: Batcher[str, str] = Batcher(model, max_batch_size=8, max_wait_ms=0, budget=roomy())
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        gone = asyncio.ensure_future(batcher.submit(["gone"], 5))
+        kept = asyncio.ensure_future(batcher.submit(["kept"], 1))
+        await until(lambda: batcher.depth == 2)
+        gone.cancel()
+        await until(lambda: batcher.budget.cost == 1)
+        model.release.set()
+        await first
+        assert await kept == ("batch2", ["KEPT"])
+        assert ["gone"] not in model.batches and all("gone" not in b for b in model.batches)
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_a_failed_run_fails_its_batch_only() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        model.fail_next = True
+        model.release.set()
+        batcher: Batcher[str, str] = Batcher(model, max_batch_size=8, max_wait_ms=0, budget=roomy())
+        batcher.start()
+        with pytest.raises(InferenceError, match="out of memory"):
+            await batcher.submit(["x"], 1)
+        assert await batcher.submit(["y"], 1) == ("batch2", ["Y"])
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_drain_finishes_queued_work_and_refuses_new_work() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        batcher: Batcher[str, str] = Batcher(model, max_batch_size=1, max_wait_ms=0, budget=roomy(), workers=1)
+        batcher.start()
+        pending = [asyncio.ensure_future(batcher.submit([t], 1)) for t in "abc"]
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        draining = asyncio.ensure_future(batcher.drain())
+        await until(lambda: not batcher._accepting)
+        with pytest.raises(NotAcceptingError):
+            await batcher.submit(["late"], 1)
+        model.release.set()
+        await draining
+        assert [r[1] for r in await asyncio.gather(*pending)] == [["A"], ["B"], ["C"]]
+
+    run(scenario)
+
+
+def test_cost_budget_refuses_work_past_its_budget_or_text_cap_but_always_takes_one_request() -> None:
+    budget = CostBudget(lambda: 100.0, lambda: 50.0, max_texts=10)
+    budget.check(500, 1)  # an empty queue takes any one request, however costly
+    budget.cost, budget.texts = 80.0, 4
+    budget.check(20, 1)
+    with pytest.raises(QueueFullError, match=r"1\.6 s of work") as info:
+        budget.check(21, 1)
+    assert info.value.retry_after == pytest.approx(80 / 50)
+    assert budget.retry_after() == 2
+    with pytest.raises(QueueFullError, match=r"10 texts"):
+        budget.check(1, 7)
+
+
+def test_the_side_lane_runs_one_job_at_a_time_and_releases_its_cost() -> None:
+    async def scenario() -> None:
+        lane = SideLane(CostBudget(lambda: 10.0, lambda: 1.0, 100), "explain")
+        gate = threading.Event()
+        threads: set[str] = set()
+
+        def job(value: int) -> Callable[[], int]:
+            def work() -> int:
+                threads.add(threading.current_thread().name)
+                assert gate.wait(10)
+                return value
+
+            return work
+
+        first = asyncio.ensure_future(lane.call(job(1), 6))
+        second = asyncio.ensure_future(lane.call(job(2), 4))
+        await until(lambda: lane.budget.cost == 10)
+        with pytest.raises(QueueFullError):
+            await lane.call(job(3), 1)
+        gate.set()
+        assert await asyncio.gather(first, second) == [1, 2]
+        await until(lambda: lane.budget.cost == 0)
+        assert len(threads) == 1
+        lane.drain()
+        with pytest.raises(NotAcceptingError):
+            await lane.call(job(4), 1)
+
+    run(scenario)
