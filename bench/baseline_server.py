@@ -3,7 +3,7 @@ endpoint, one text per forward pass, no batching, no ONNX.
 
     python -m bench.baseline_server --model-dir models/sentiment-bilstm --port 8100
 
-The PyTorch model is rebuilt from model.onnx's weights (the inverse of training/export.py), so both
+The PyTorch model is rebuilt from model.onnx's weights (training.export.model_from_onnx), so both
 servers compute the same function; the startup check below proves it on a few texts.
 """
 
@@ -13,51 +13,18 @@ import argparse
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 import uvicorn
 from fastapi import FastAPI
-from onnx import numpy_helper
 from pydantic import BaseModel
 
 from model_runtime import Predictor
-from training.export import _TORCH_TO_ONNX_GATES
-from training.model import BiLSTMClassifier, ModelConfig
+from training.export import model_from_onnx
+from training.model import BiLSTMClassifier
 
 
 def torch_model_from_onnx(predictor: Predictor) -> BiLSTMClassifier:
-    graph = onnx.load(predictor.model_dir / "model.onnx").graph
-    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    arch = predictor.card.architecture
-    model = BiLSTMClassifier(
-        ModelConfig(
-            vocab_size=arch["vocab_size"],
-            num_classes=len(predictor.labels),
-            embedding_dim=arch["embedding_dim"],
-            hidden_size=arch["hidden_size"],
-            num_layers=arch["num_layers"],
-            dropout=0.0,
-        )
-    ).eval()
-    hidden = arch["hidden_size"]
-    onnx_to_torch = np.argsort(_TORCH_TO_ONNX_GATES)
-
-    def torch_gates(w: np.ndarray) -> torch.Tensor:
-        blocks = [w[g * hidden : (g + 1) * hidden] for g in range(4)]
-        return torch.from_numpy(np.concatenate([blocks[i] for i in onnx_to_torch]))
-
-    with torch.no_grad():
-        model.embedding.weight.copy_(torch.from_numpy(weights["embedding"]))
-        for layer in range(arch["num_layers"]):
-            for d, suffix in enumerate(("", "_reverse")):
-                getattr(model.lstm, f"weight_ih_l{layer}{suffix}").copy_(torch_gates(weights[f"W{layer}"][d]))
-                getattr(model.lstm, f"weight_hh_l{layer}{suffix}").copy_(torch_gates(weights[f"R{layer}"][d]))
-                bias = weights[f"B{layer}"][d]
-                getattr(model.lstm, f"bias_ih_l{layer}{suffix}").copy_(torch_gates(bias[: 4 * hidden]))
-                getattr(model.lstm, f"bias_hh_l{layer}{suffix}").copy_(torch_gates(bias[4 * hidden :]))
-        model.head.weight.copy_(torch.from_numpy(weights["head_w"]))
-        model.head.bias.copy_(torch.from_numpy(weights["head_b"]))
-    return model
+    return model_from_onnx(predictor.model_dir / "model.onnx")
 
 
 class Request(BaseModel):

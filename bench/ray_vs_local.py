@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from model_runtime.contract import SHIPPED_MODEL_DIR
-from training.data import load_imdb
+from training.sources import load_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,7 +38,7 @@ def main() -> None:
     )
     parser.add_argument("--model-dir", type=Path, default=SHIPPED_MODEL_DIR)
     args = parser.parse_args()
-    texts = [ex.text for ex in load_imdb().examples]
+    texts = [ex.text for ex in load_sources(("imdb",)).examples]
     texts = [texts[i % len(texts)] for i in range(args.reviews)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -48,6 +48,10 @@ class ModelCard:
     quantization: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     reproduce: str = ""
+    # An adapted model: the model it was fine-tuned from ({"name", "version", "sha256"}), and the side-by-side
+    # figures of the adaptation (the base and the adapted model on the user's held-out texts, forgetting).
+    base: dict[str, Any] = field(default_factory=dict)
+    adaptation: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Any, where: str = CARD_FILE) -> ModelCard:

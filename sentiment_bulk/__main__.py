@@ -44,9 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         from sentiment_bulk import ray_engine
 
         return ray_engine.run(
-            Path(args.input), Path(args.output), args.model_dir, args.provider, args.text_field,
-            args.on_error, args.ray_address, max(args.batch_size, 256),
-        )  # fmt: skip
+            Path(args.input),
+            Path(args.output),
+            args.model_dir,
+            args.provider,
+            args.text_field,
+            args.on_error,
+            args.ray_address,
+            max(args.batch_size, 256),
+        )
     if args.input != "-" and not Path(args.input).is_file():
         parser.error(f"no such file: {args.input}")
     try:

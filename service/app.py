@@ -22,6 +22,7 @@ from service.middleware import RequestContextMiddleware
 from service.openapi import document_scoring_routes, with_request_schemas
 from service.schemas import make_predict_request
 from service.swap import install_signal_handlers
+from service.validation import TextLimits
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -54,12 +55,12 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     request_models: list[type[BaseModel]] = [
         make_predict_request(settings.max_client_batch, settings.max_text_chars),
         make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest"),
-        oip.InferenceRequest,
     ]
     if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
         admin.register_admin(app)
         request_models.append(admin.SwapRequest)
-    app.openapi = with_request_schemas(app, request_models)  # type: ignore[method-assign]  # FastAPI's documented way
+    inference = oip.inference_request_schema(TextLimits(settings.max_client_batch, settings.max_text_chars))
+    app.openapi = with_request_schemas(app, request_models, inference)  # type: ignore[method-assign]  # FastAPI's way
     install_error_handlers(app, settings, metrics)
     # Innermost first: the scoring routes sit right in front of FastAPI's router, the request middleware outside.
     app.add_middleware(ScoringRoutes, engine=engine, routes=scoring)

@@ -4,6 +4,7 @@ their nested definitions hoisted so that every ``$ref`` resolves."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from service.adapters.oip import INFER_ANSWERS
+from service.adapters.oip import INFER_ANSWERS, INFER_OK
 from service.lifecycle import Scoring, serve
 from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
 
@@ -42,13 +43,13 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
     },
     "/v2/models/{name}/infer": {
         "summary": "Inference: texts in, labels, scores and probabilities out",
-        "responses": INFER_ANSWERS,
+        "responses": {**INFER_OK, **INFER_ANSWERS},
         "request": "InferenceRequest",
         "tags": ["Open Inference Protocol (KServe V2)"],
     },
     "/v2/models/{name}/versions/{version}/infer": {
         "summary": "Inference (one version)",
-        "responses": INFER_ANSWERS,
+        "responses": {**INFER_OK, **INFER_ANSWERS},
         "request": "InferenceRequest",
         "tags": ["Open Inference Protocol (KServe V2)"],
     },
@@ -66,17 +67,21 @@ def document_scoring_routes(app: FastAPI, routes: dict[tuple[str, str], Scoring]
     for (method, path), scoring in routes.items():
         docs = dict(ROUTE_DOCS[path])
         body = {"$ref": f"#/components/schemas/{docs.pop('request')}"}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", path)
+        ]
+        extra = {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
         app.add_api_route(
-            path,
-            _endpoint(scoring),
-            methods=[method],
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}},
-            **docs,
+            path, _endpoint(scoring), methods=[method], openapi_extra={**extra, "parameters": parameters}, **docs
         )
 
 
-def with_request_schemas(app: FastAPI, models: list[type[BaseModel]]) -> Callable[[], dict[str, Any]]:
-    """FastAPI's schema, plus the request models that routes read themselves."""
+def with_request_schemas(
+    app: FastAPI, models: list[type[BaseModel]], schemas: dict[str, dict[str, Any]]
+) -> Callable[[], dict[str, Any]]:
+    """FastAPI's schema, plus the bodies that routes read themselves: pydantic ``models`` (their nested
+    definitions hoisted into the components) and plain JSON ``schemas``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -86,6 +91,7 @@ def with_request_schemas(app: FastAPI, models: list[type[BaseModel]]) -> Callabl
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
+            components.update(schemas)
         return app.openapi_schema or {}
 
     return openapi

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support import TINY_CONFIG, pick_free_port
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars in training output help people, not test logs
 from training.data import Dataset, Split, split_dataset
 from training.pipeline import ExportSpec, ship
 from training.sources import load_sources

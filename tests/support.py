@@ -173,8 +173,9 @@ def make_model_dir(path: Path, name: str = "unit-bilstm", version: str = "0.0.1"
     from training.train import new_model
     from training.vectors import load_glove
 
-    tokenizer = train_tokenizer(UNIT_TEXTS * 3, vocab_size=400, max_tokens=64, min_frequency=1, pieces=150,
-                                vectors=load_glove())  # fmt: skip
+    tokenizer = train_tokenizer(
+        UNIT_TEXTS * 3, vocab_size=400, max_tokens=64, min_frequency=1, pieces=150, vectors=load_glove()
+    )
     torch.manual_seed(seed)
     config = TrainConfig(model=ModelConfig(embedding_dim=8, hidden_size=6, dropout=0.0))
     model = new_model(tokenizer, ("negative", "positive"), config).eval()
@@ -182,7 +183,8 @@ def make_model_dir(path: Path, name: str = "unit-bilstm", version: str = "0.0.1"
     labels = ["negative", "positive"]
     export_model(model, tokenizer, path, examples, {"name": name, "version": version, "labels": str(labels)})
     files = {n: FileEntry(file_sha256(path / n), (path / n).stat().st_size) for n in (MODEL_FILE, TOKENIZER_FILE)}
-    card = ModelCard(name=name, version=version, labels=labels, max_tokens=64, files=files,
-                     architecture=model.config.to_dict())  # fmt: skip
+    card = ModelCard(
+        name=name, version=version, labels=labels, max_tokens=64, files=files, architecture=model.config.to_dict()
+    )
     write_card(path, card)
     return path

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support import SHIPPED_MODEL, artifact_dir, launch, stop_server
@@ -103,3 +104,27 @@ def test_docs_page_lists_the_operations_offline(page: tuple[Any, list[str]], ser
         assert any(path in p for p in paths), paths
     tab.screenshot(path=str(artifact_dir("browser") / "docs.png"), full_page=False)
     assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "😀😀 great movie, awful ending",
+        "e\u0301te\u0301 was cafe\u0301 perfect 👍🏽 but the end 👨‍👩‍👧 dragged",
+        "東京 the sushi was fresh, 美味しい and cheap",
+    ],
+)
+def test_each_highlight_covers_exactly_its_word(page: tuple[Any, list[str]], server: str, text: str) -> None:
+    """Emoji outside the Basic Multilingual Plane, combining marks and CJK: every highlighted span holds
+    exactly the characters /explain says the word has (its offsets count code points; the page slices
+    code points, not UTF-16 units)."""
+    tab, _ = page
+    tab.goto(f"{server}/")
+    tab.fill("#api-key", KEY)
+    tab.fill("#input", text)
+    tab.click("#score")
+    tab.locator(".result .label").wait_for()
+    explained = httpx.post(f"{server}/explain", json={"text": text}, headers={"Authorization": f"Bearer {KEY}"})
+    words = [w["text"] for w in explained.json()["explanations"][0]["words"]]
+    assert tab.locator(".word").all_inner_texts() == words
+    assert tab.locator(".text").inner_text() == text

@@ -83,8 +83,10 @@ def test_slow_headers_and_bodies_lock_nobody_out_and_get_408(server: tuple[str, 
     for i in range(1000):
         sock = connect(base)
         if i % 2:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"text\": \"")  # fmt: skip
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"text": "'
+            )
             slow_bodies.append(sock)
         else:
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -128,8 +130,10 @@ def test_a_client_that_leaves_mid_body_is_a_499_not_a_500(server: tuple[str, int
     for path in ("/predict", "/explain", f"/v2/models/{MODEL}/infer"):
         for _ in range(10):
             sock = connect(base)
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
-                         + b"Content-Length: 5000\r\n\r\n{\"text\": \"abc")  # fmt: skip
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+                + b'Content-Length: 5000\r\n\r\n{"text": "abc'
+            )
             sock.close()
     deadline = time.monotonic() + 10
     while metric(base, 'sentiment_rejected_requests_total{reason="client_gone"}') < 30 and time.monotonic() < deadline:

@@ -4,7 +4,7 @@ Inference Protocol, through the real app with its lifespan; only the error body 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: 
     settings = Settings(model_dir=tiny_model_dir, warmup_runs=10_000, api_key="k")
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
-        calls = {
+        calls: dict[str, Callable[[dict[str, str]], Any]] = {
             "/predict": lambda h: c.post("/predict", json={"text": "x"}, headers=h),
             "/explain": lambda h: c.post("/explain", json={"text": "x"}, headers=h),
             "/v2 infer": lambda h: c.post("/v2/models/tiny-bilstm/infer", content=json.dumps(v2), headers=h),

@@ -3,7 +3,6 @@ rendered to a README (``model_card.json`` stays the source of truth)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from model_runtime.contract import (
     TOKENIZER_FILE,
     TRUNCATION_POLICY,
 )
+from training.data import Split, digest_of_hashes
 from training.export import INVARIANCE_TOLERANCE, OPSET, PARITY_TOLERANCE, VerificationReport
 from training.sources import describe_sources
 from training.tokenizer import describe_tokenizer
@@ -135,147 +135,49 @@ def _calibration(training: dict[str, Any]) -> dict[str, Any]:
     return calibration
 
 
-def _t(calibration: dict[str, Any], tokens: int) -> float:
-    t = calibration["temperature"]
-    return float(math.exp(t["log_scale"] + t["log_slope"] * math.log(tokens)))
-
-
-def _int8_summary(q: dict[str, Any]) -> str:
-    if not q.get("tried"):
-        return "not tried (`python -m training all --int8` tries it)."
-    return (
-        f"tried, {'kept' if q['kept'] else 'not kept'}: test accuracy {q['accuracy_int8']:.4f} vs "
-        f"{q['accuracy_fp32']:.4f} in float32; a text's probabilities moved by up to "
-        f"{q['invariance_max_abs_diff_int8']:.1e} with its batch neighbours (limit {INVARIANCE_TOLERANCE:.0e}: "
-        f"dynamic quantization scales activations over the whole batch); {q['bytes_int8'] / 1e6:.1f} MB. "
-        f"Rule: {q['rule']}."
-    )
-
-
-def _metric_rows(name: str, m: dict[str, Any]) -> str:
-    before = m.get("before_temperature")
-    calibration = (
-        f"{before['ece']:.4f} → {m['ece']:.4f} | {before['log_loss']:.4f} → {m['log_loss']:.4f}"
-        if before
-        else f"{m['ece']:.4f} | {m['log_loss']:.4f}"
-    )
-    return f"| {name} | {m['examples']:,} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {calibration} |"
-
-
-def _summary_lines(card: ModelCard) -> list[str]:
-    arch, verification = card.architecture, card.export["verification"]
-    lines = [
-        f"# Model card: {card.name} {card.version}",
-        "",
-        f"{card.task.capitalize()}. Labels: {', '.join(f'`{x}`' for x in card.labels)}.",
-        f"Architecture: {arch['type']}; embedding {arch['embedding_dim']}, hidden {arch['hidden_size']} per "
-        f"direction, {arch['num_layers']} layer(s), vocabulary {arch['vocab_size']:,}, dropout {arch['dropout']}.",
-        "",
-        f"- Max tokens: {card.max_tokens}. Truncation: {card.truncation['policy']}.",
-        f"- Tokenizer: {card.tokenizer['type']}; {card.tokenizer['normalisation']}; "
-        f"{card.tokenizer['pre_tokenisation']}.",
-        f"- Export: opset {card.export['opset']}, {card.export['graph']}; verified on {verification['texts']} real "
-        f"texts: max |ONNX - PyTorch packed| = {verification['parity_max_abs_diff']:.1e}, max batch-invariance "
-        f"deviation = {verification['invariance_max_abs_diff']:.1e} over {verification['invariance_cases']} cases.",
-        f"- int8 dynamic quantization: {_int8_summary(card.quantization['int8'])}",
-    ]
-    if card.calibration:
-        c = card.calibration
-        lines.append(
-            f"- Calibration: {c['method']}; log_scale {c['temperature']['log_scale']:.3f}, log_slope "
-            f"{c['temperature']['log_slope']:.3f} (T = {_t(c, 20):.2f} at 20 tokens, {_t(c, 300):.2f} at 300); "
-            "validation log loss "
-            f"{c['val_log_loss_before_temperature']:.4f} → {c['val_log_loss_after_temperature']:.4f}."
-        )
-    return lines
-
-
-def _metrics_lines(card: ModelCard) -> list[str]:
-    lines = ["", "## Test metrics (exported ONNX model, held-out test splits)", ""]
-    test = card.metrics.get("test")
-    if not test:
-        return [*lines, "Not evaluated yet: run `python -m training evaluate`."]
-    lines += ["| test set | texts | accuracy | macro-F1 | ECE (15 bins) | log loss |", "|---|---|---|---|---|---|"]
-    lines += [_metric_rows("all", test), *(_metric_rows(name, m) for name, m in test.get("by_source", {}).items())]
-    if test.get("by_source") and card.calibration:
-        lines += ["", "Per source, ECE and log loss read before → after temperature scaling."]
-    floors = {name: m["ece_if_calibrated"] for name, m in test.get("by_source", {}).items() if "ece_if_calibrated" in m}
-    if floors:
-        lines += [
-            "",
-            "The ECE a perfectly calibrated model with the same confidences shows on the same texts (labels drawn "
-            "from its own probabilities; median, 90% range): "
-            + "; ".join(f"{n} {f['median']:.4f} ({f['p05']:.4f}-{f['p95']:.4f})" for n, f in floors.items())
-            + ". An ECE within that range is sampling noise of the split's size.",
-        ]
-    lines += [
-        "",
-        "By length (tokens the model read):",
-        "",
-        "| tokens | texts | accuracy | ECE | log loss |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {name} | {m['examples']:,} | {m['accuracy']:.4f} | {m['ece']:.4f} | {m['log_loss']:.4f} |"
-        for name, m in test["by_length"].items()
-    ]
-    matrix = test["confusion_matrix"]
-    return [
-        *lines,
-        "",
-        f"Confusion matrix (rows true, columns predicted, order {matrix['labels']}): "
-        f"`{matrix['rows_true_columns_predicted']}`. Reliability diagram: `evaluation/calibration.png`.",
-    ]
-
-
-def _provenance_lines(card: ModelCard) -> list[str]:
-    data, train = card.data, card.training
-    by_source = data.get("split_sizes_by_source", {"all": data["split_sizes"]})
-    pretraining = train.get("pretrain_epochs", 0)
-    return [
-        "",
-        "## Data",
-        "",
-        f"- Provenance: {data['provenance']}",
-        f"- Source: {data['source']} ({data['dropped_duplicates']} duplicate texts dropped before splitting).",
-        f"- Split (stratified per source, keyed by sha256(seed + text), seeds `{data['split_seed']}`): "
-        + "; ".join(f"{s}: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()) for s, sizes in by_source.items())
-        + ".",
-        "- `splits.tsv` lists the sha256 and source of every text per split; digests of the sorted lists: "
-        + ", ".join(f"{k} `{v[:16]}...`" for k, v in data["split_sha256"].items())
-        + ".",
-        "",
-        "## Training",
-        "",
-        f"- Device: {train.get('device')}; {pretraining} epoch(s) of language-model pretraining, then "
-        f"{train.get('epochs_run')} epochs, best epoch {train.get('best_epoch')} (mean per-source validation "
-        f"accuracy {train.get('best_val_selection', 0):.4f}); {train.get('train_seconds')} s of classifier training.",
-        f"- AdamW lr {train['learning_rate']}, weight decay {train['weight_decay']}, batch {train['batch_size']}, "
-        f"grad clip {train['grad_clip']}, early stopping patience {train['patience']}, seed {train['seed']}, "
-        f"vocabulary from the training split only (min frequency {train['min_frequency']}); sentence spans "
-        f"{train.get('span_fraction', 0)}, label smoothing {train.get('label_smoothing', 0)}, adversarial eps "
-        f"{train.get('adversarial_eps', 0)}.",
-    ]
-
-
-def render_readme(card: ModelCard) -> str:
-    """The human-readable model card, generated from model_card.json."""
-    files = [f"| `{name}` | {f.bytes:,} | `{f.sha256}` |" for name, f in card.files.items()]
-    return "\n".join(
-        [
-            *_summary_lines(card),
-            *_metrics_lines(card),
-            *_provenance_lines(card),
-            "",
-            "## Files",
-            "",
-            "| file | bytes | sha256 |",
-            "|---|---|---|",
-            *files,
-            "",
-            "## Reproduce",
-            "",
-            f"```\n{card.reproduce}\n```",
-            "",
-        ]
+def adapted_card(
+    base: ModelCard,
+    base_ref: dict[str, str],
+    model_dir: Path,
+    name: str,
+    version: str,
+    report: VerificationReport,
+    calibration: dict[str, Any],
+    history: list[dict[str, Any]],
+    data: Path,
+    split: Split,
+    config: Any,
+) -> ModelCard:
+    """The card of an adapted model (metrics and the side-by-side figures come after evaluation)."""
+    return ModelCard(
+        name=name,
+        version=version,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        labels=list(base.labels),
+        max_tokens=base.max_tokens,
+        truncation=base.truncation,
+        tokenizer=base.tokenizer,
+        inputs=base.inputs,
+        outputs=base.outputs,
+        architecture={**base.architecture, "vector_dim": 0, "embedding": "the base's table, fine-tuned"},
+        training={"adapt": asdict(config), "history": history},
+        data={
+            "source": str(data),
+            "spec": {"kind": "file", "path": str(data.resolve())},
+            "provenance": f"the base model {base.name} {base.version}, then the labelled file {data.name}",
+            "split_seed": split.seed,
+            "split_sizes": split.sizes(),
+            "split_sha256": {part: digest_of_hashes(h) for part, h in split.hashes.items()},
+        },
+        export={
+            "opset": OPSET,
+            "graph": base.export.get("graph", ""),
+            "verification": asdict(report),
+            "parity_tolerance": PARITY_TOLERANCE,
+            "invariance_tolerance": INVARIANCE_TOLERANCE,
+        },
+        calibration={**calibration, "method": "temperature scaling, fitted again on the user's validation texts"},
+        files=file_entries(model_dir),
+        reproduce=f"python -m training adapt --data {data} --from <base model directory> ...",
+        base=base_ref,
     )

@@ -358,7 +358,7 @@ def model_from_onnx(path: Path) -> BiLSTMClassifier:
         "head.weight": weights["head_w"],
         "head.bias": weights["head_b"],
     }
-    back = np.argsort(_TORCH_TO_ONNX_GATES)  # ONNX gate order -> PyTorch's
+    back = [int(g) for g in np.argsort(_TORCH_TO_ONNX_GATES)]  # ONNX gate order -> PyTorch's
     for layer in range(layers):
         w, r, b = weights[f"W{layer}"], weights[f"R{layer}"], weights[f"B{layer}"]
         for d, suffix in enumerate(("", "_reverse")):

@@ -1,4 +1,5 @@
-"""Users' own labelled files (CSV, TSV, JSON Lines) as a ``Dataset``, refused with file, line and reason."""
+"""Users' own labelled files (CSV, TSV, JSON Lines, Parquet) as a ``Dataset``, refused with file, line and
+reason."""
 
 from __future__ import annotations
 
@@ -18,11 +19,7 @@ def load_labelled_file(path: str | Path, text_column: str = "text", label_column
     set is their sorted order; users' label names are used as they are.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    raw = list(_read_rows(path, text_column, label_column))
-    if not raw:
-        raise DataError(f"{path}: the file has no data rows")
+    raw = [(text, label) for _, text, label in read_labelled_rows(path, text_column, label_column)]
     label_names = tuple(sorted({label for _, label in raw}))
     if len(label_names) < 2:
         raise DataError(
@@ -40,17 +37,41 @@ def load_labelled_file(path: str | Path, text_column: str = "text", label_column
     )
 
 
-def _read_rows(path: Path, text_column: str, label_column: str) -> Iterator[tuple[str, str]]:
+def read_labelled_rows(path: Path, text_column: str, label_column: str) -> list[tuple[int, str, str]]:
+    """Every row's (line, text, label), labels as stripped strings; refuses a missing or empty file, a
+    missing column and an empty text or label, naming the file and line (for Parquet: the 1-based row)."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        yield from _read_jsonl(path, text_column, label_column)
+        rows = list(_read_jsonl(path, text_column, label_column))
     elif suffix in {".csv", ".tsv"}:
-        yield from _read_csv(path, text_column, label_column, delimiter="\t" if suffix == ".tsv" else ",")
+        rows = list(_read_csv(path, text_column, label_column, delimiter="\t" if suffix == ".tsv" else ","))
+    elif suffix == ".parquet":
+        rows = list(_read_parquet(path, text_column, label_column))
     else:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .jsonl")
+        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl or .parquet")
+    if not rows:
+        raise DataError(f"{path}: the file has no data rows")
+    return rows
 
 
-def _read_csv(path: Path, text_column: str, label_column: str, delimiter: str) -> Iterator[tuple[str, str]]:
+def _read_parquet(path: Path, text_column: str, label_column: str) -> Iterator[tuple[int, str, str]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable Parquet file ({exc})") from exc
+    missing = [c for c in (text_column, label_column) if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))}; found {table.column_names}")
+    texts, labels = table.column(text_column).to_pylist(), table.column(label_column).to_pylist()
+    for row, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
+        yield _checked(path, row, text, label, text_column, label_column)
+
+
+def _read_csv(path: Path, text_column: str, label_column: str, delimiter: str) -> Iterator[tuple[int, str, str]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
         with path.open(newline="", encoding="utf-8") as f:
@@ -71,7 +92,7 @@ def _read_csv(path: Path, text_column: str, label_column: str, delimiter: str) -
         raise DataError(f"{path}: unreadable CSV: {exc}") from exc
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> Iterator[tuple[str, str]]:
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> Iterator[tuple[int, str, str]]:
     with path.open("rb") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -90,9 +111,9 @@ def _read_jsonl(path: Path, text_column: str, label_column: str) -> Iterator[tup
 
 def _checked(
     path: Path, line: int, text: object, label: object, text_column: str, label_column: str
-) -> tuple[str, str]:
+) -> tuple[int, str, str]:
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{path}: line {line}: {text_column!r} must be a non-empty string")
     if label is None or isinstance(label, (dict, list)) or str(label).strip() == "":
         raise DataError(f"{path}: line {line}: {label_column!r} must be a non-empty scalar")
-    return text, str(label).strip()
+    return line, text, str(label).strip()

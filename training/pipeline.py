@@ -20,12 +20,13 @@ from tokenizers import Tokenizer
 
 from model_runtime import ModelCard, Predictor, read_card, write_card
 from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
-from training.card import build_card, card_metrics, render_readme
+from training.card import build_card, card_metrics
 from training.config import TrainConfig
 from training.data import Dataset, Split, split_dataset, write_split_manifest
 from training.evaluate import evaluate_examples, write_report
 from training.export import export_model, load_best_model
 from training.quantize import try_int8
+from training.readme import render_readme
 from training.sources import split_from_record
 from training.train import TrainResult, train
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +105,7 @@ _MOJIBAKE = re.compile(
 )  # replacement chars and the debris around them
 _SPACE = re.compile(r"\s+")
 
-CLEANERS = {
+CLEANERS: dict[str, Callable[[str], str]] = {
     "html_unescape": html.unescape,  # &amp; &#039; &rsquo; -> the characters they stand for
     "strip_mojibake": lambda text: _MOJIBAKE.sub(" ", text),  # undecodable bytes left as U+FFFD
     "strip_quotes": lambda text: text.strip().strip('"').strip(),  # """text""" from a quoted TSV cell

@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from typing_extensions import TypedDict
 
@@ -30,7 +29,7 @@ from service.config import SERVICE_VERSION, Settings
 from service.engine import Engine
 from service.errors import SHAPE_STATE, ApiError, json_response, open_inference
 from service.lifecycle import Scoring
-from service.validation import InvalidInput, TextLimits, check_count, check_text, json_type
+from service.validation import NOT_ONLY_WHITESPACE, InvalidInput, TextLimits, check_count, check_text, json_type
 
 INPUT = "text"
 OUTPUTS = ("label", "score", "probabilities")
@@ -76,32 +75,90 @@ MODEL_ANSWERS = _answers(401, 404, 503)
 INFER_ANSWERS = _answers(400, 401, 404, 408, 413, 415, 429, 503)
 
 
-class InputTensor(BaseModel):
-    """The documented shape of the one input tensor (the handler reads the body itself, binary data too)."""
+def inference_request_schema(limits: TextLimits) -> dict[str, dict[str, Any]]:
+    """The JSON Schema of an inference request as this server reads it, exactly: one BYTES tensor named
+    ``text`` whose shape [n] (1 to the limit) matches its n texts, each a text as service.validation has
+    it; optional outputs by name; ``id`` and ``parameters``. (The binary-data extension carries the texts
+    after the JSON header, ``Inference-Header-Content-Length`` bytes long, which JSON Schema cannot say.)"""
+    text = {"type": "string", "maxLength": limits.max_chars, "pattern": NOT_ONLY_WHITESPACE}
+    sized = [
+        {"properties": {"shape": {"const": [n]}, "data": {"minItems": n, "maxItems": n}}}
+        for n in range(1, limits.max_texts + 1)
+    ]
+    tensor = {
+        "type": "object",
+        "required": ["name", "datatype", "shape", "data"],
+        "properties": {
+            "name": {"const": INPUT},
+            "datatype": {"const": "BYTES"},
+            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
+            "data": {"type": "array", "items": text, "examples": [["Loved it.", "Dull."]]},
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+        },
+        "oneOf": sized,
+        "description": f"the texts: shape [n] and n strings, 1 <= n <= {limits.max_texts}",
+    }
+    output = {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"enum": list(OUTPUTS)},
+            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/InputTensor"},
+                "minItems": 1,
+                "maxItems": 1,
+            },
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/RequestedOutput"}},
+            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
+        },
+        "description": "An Open Inference Protocol request: one BYTES tensor named `text`, optional `outputs` to "
+        "pick, an `id` to echo and `parameters`.",
+    }
+    answer = {
+        "type": "object",
+        "required": ["model_name", "model_version", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "datatype", "shape"],
+                    "properties": {
+                        "name": {"enum": list(OUTPUTS)},
+                        "datatype": {"enum": ["BYTES", "FP32"]},
+                        "shape": {"type": "array", "items": {"type": "integer"}},
+                        "data": {"type": "array"},
+                        "parameters": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }
+    return {"InferenceRequest": request, "InputTensor": tensor, "RequestedOutput": output, "InferenceResponse": answer}
 
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(examples=["text"])
-    datatype: str = Field(examples=["BYTES"])
-    shape: list[int] = Field(examples=[[2]])
-    data: list[str] | None = Field(None, examples=[["Loved it.", "Dull."]])
-    parameters: dict[str, Any] | None = None
 
-
-class RequestedOutput(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(examples=["label"])
-    parameters: dict[str, Any] | None = None
-
-
-class InferenceRequest(BaseModel):
-    """An Open Inference Protocol request: ``inputs`` (one BYTES tensor named ``text``), optional ``outputs``
-    to pick, an ``id`` to echo and ``parameters``."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str | None = None
-    inputs: list[InputTensor]
-    outputs: list[RequestedOutput] | None = None
-    parameters: dict[str, Any] | None = None
+INFER_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "labels, scores and probabilities; with binary outputs asked for, the JSON header then "
+        "the tensors (application/octet-stream, Inference-Header-Content-Length bytes of JSON first)",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceResponse"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 def _served(engine: Engine, name: str, version: str | None = None) -> Predictor:
@@ -218,12 +275,19 @@ def _split_body(body: bytes, headers: Headers) -> tuple[dict[str, Any], bytes]:
     return header, body[size:]
 
 
+def _flag(parameters: dict[str, Any], name: str, field: str, default: bool) -> bool:
+    value = parameters.get(name, default)
+    if not isinstance(value, bool):
+        raise _bad(f"{field}.{name}", f"must be true or false, not {json_type(value)}")
+    return value
+
+
 def _outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
     """The outputs asked for (all by default), each with whether it goes as binary data."""
-    binary_default = _object(header.get("parameters"), "parameters").get("binary_data_output", False)
+    binary_default = _flag(_object(header.get("parameters"), "parameters"), "binary_data_output", "parameters", False)
     wanted = header.get("outputs")
     if wanted is None:
-        return [(name, bool(binary_default)) for name in OUTPUTS]
+        return [(name, binary_default) for name in OUTPUTS]
     if not isinstance(wanted, list):
         raise _bad("outputs", f"must be an array, not {json_type(wanted)}")
     chosen = []
@@ -231,8 +295,10 @@ def _outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
         if not isinstance(request, dict) or request.get("name") not in OUTPUTS:
             name = request.get("name") if isinstance(request, dict) else None
             raise _bad(f"outputs[{i}].name", f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
-        binary = _object(request.get("parameters"), f"outputs[{i}].parameters").get("binary_data", binary_default)
-        chosen.append((request["name"], bool(binary)))
+        field = f"outputs[{i}].parameters"
+        chosen.append(
+            (request["name"], _flag(_object(request.get("parameters"), field), "binary_data", field, binary_default))
+        )
     return chosen
 
 
@@ -250,15 +316,17 @@ def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[st
         raise _bad("inputs[0].shape", f"must be [n], not {shape!r}")
     count = _integer(shape[0], "inputs[0].shape[0]")
     check_count(count, INPUT, limits)  # before any data is read
-    size = _object(tensor.get("parameters"), "inputs[0].parameters").get("binary_data_size")
+    parameters = _object(tensor.get("parameters"), "inputs[0].parameters")
+    unknown = set(parameters) - {"binary_data_size"}
+    if unknown:
+        raise _bad("inputs[0].parameters", f"unknown parameter(s) {sorted(unknown)}; only binary_data_size is read")
+    size = parameters.get("binary_data_size")
     if size is not None:
         data: Any = _binary_strings(binary, _integer(size, "inputs[0].parameters.binary_data_size"), count)
     else:
         if binary:
             raise _bad("inputs[0].parameters.binary_data_size", "binary data follows the header but none is declared")
-        data = tensor.get("data")
-        if isinstance(data, list) and data and all(isinstance(row, list) for row in data):  # row-major nesting
-            data = [x for row in data for x in row]
+        data = tensor.get("data")  # a one-dimensional tensor: a flat list
     if not isinstance(data, list) or len(data) != count:
         found = len(data) if isinstance(data, list) else json_type(data)
         raise _bad("inputs[0].data", f"shape [{count}] but {found} values")

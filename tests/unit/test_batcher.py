@@ -153,7 +153,7 @@ def test_the_side_lane_runs_one_job_at_a_time_and_releases_its_cost() -> None:
         with pytest.raises(QueueFullError):
             await lane.call(job(3), 1)
         gate.set()
-        assert await asyncio.gather(first, second) == [1, 2]
+        assert list(await asyncio.gather(first, second)) == [1, 2]
         await until(lambda: lane.budget.cost == 0)
         assert len(threads) == 1
         lane.drain()

@@ -84,6 +84,7 @@ def test_explanations_run_on_their_own_lane(models: tuple[Path, Path]) -> None:
         engine = engine_for(models[0])
         await engine.start(load_model(engine.settings), wait_for_warm_up=True)
         model, explanations = await engine.explain(["not bad at all"])
+        assert model is engine.model
         assert [w.text for w in explanations[0].words] == ["not", "bad", "at", "all"]
         assert engine.batcher.budget.cost == 0
         await engine.drain()

@@ -105,5 +105,5 @@ def test_a_model_directory_runs_any_batch_and_length(tmp_path: Path) -> None:
         probs = predictor.probabilities(ids)
         assert probs.shape == (batch, 2)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    batch, lengths = pad_ids([[]])
+    _, lengths = pad_ids([[]])
     assert predictor.probabilities([[]]).shape == (1, 2) and lengths.tolist() == [0]

@@ -48,8 +48,19 @@ def test_br_markup_case_and_punctuation(tokenizer: Tokenizer) -> None:
 def test_negation_and_clitics_are_split_as_the_word_vectors_split_them(general: Tokenizer) -> None:
     assert tokens(general, "I don't 'recommend' it") == ["i", "do", "n't", "'", "recommend", "'", "it"]
     assert tokens(general, "It ISN'T bad, it’s fine; we'll see") == [
-        "it", "is", "n't", "bad", ",", "it", "'s", "fine", ";", "we", "'ll", "see",
-    ]  # fmt: skip
+        "it",
+        "is",
+        "n't",
+        "bad",
+        ",",
+        "it",
+        "'s",
+        "fine",
+        ";",
+        "we",
+        "'ll",
+        "see",
+    ]
     assert tokens(general, "can't won't") == ["ca", "n't", "wo", "n't"]
     assert words_of(general, "O'Neil rock'n'roll") == ["o'neil", "rock'n'roll"]  # inner apostrophes stay
 
@@ -111,5 +122,6 @@ def test_explained_words_map_back_to_the_exact_substrings(unit_model: Predictor,
         assert word.text.strip() == word.text and word.text
     starts = [w.start for w in explanation.words]
     assert starts == sorted(starts)
-    assert len(explanation.words) == len(list(unit_model.tokenizer.pre_tokenizer.pre_tokenize_str(
-        unit_model.tokenizer.normalizer.normalize_str(text))))  # fmt: skip
+    assert len(explanation.words) == len(
+        list(unit_model.tokenizer.pre_tokenizer.pre_tokenize_str(unit_model.tokenizer.normalizer.normalize_str(text)))
+    )

@@ -87,8 +87,12 @@ def test_bodies_that_are_not_json_objects() -> None:
 
 def binary_body(elements: list[bytes], declared: int | None = None, shape: Any = None) -> tuple[bytes, Headers]:
     blob = b"".join(struct.pack("<I", len(e)) + e for e in elements)
-    tensor = {"name": "text", "datatype": "BYTES", "shape": shape or [len(elements)],
-              "parameters": {"binary_data_size": len(blob) if declared is None else declared}}  # fmt: skip
+    tensor = {
+        "name": "text",
+        "datatype": "BYTES",
+        "shape": shape or [len(elements)],
+        "parameters": {"binary_data_size": len(blob) if declared is None else declared},
+    }
     header = json.dumps({"inputs": [tensor]}).encode()
     return header + blob, Headers({"inference-header-content-length": str(len(header))})
 
@@ -113,8 +117,13 @@ def test_binary_tensor_data_is_read_within_its_bounds() -> None:
     for (body, headers), message in cases:
         with pytest.raises(InvalidInput, match=message):
             infer(body, headers)
-    header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
-                                     "parameters": {"binary_data_size": len(overruns)}}]}).encode()  # fmt: skip
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "text", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(overruns)}}
+            ]
+        }
+    ).encode()
     for tail, message in [(overruns, "overruns"), (b"\xff\xff\xff\xff", "overruns"), (b"\x01\x00", "truncated")]:
         fixed = header.replace(str(len(overruns)).encode(), str(len(tail)).encode())
         with pytest.raises(InvalidInput, match=message):
@@ -128,7 +137,7 @@ def test_binary_tensor_data_is_read_within_its_bounds() -> None:
         (
             {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"], "parameters": "x"}]},
             "inputs[0].parameters",
-        ),  # fmt: skip
+        ),
         ({"outputs": [{"name": "label", "parameters": [1]}]}, "outputs[0].parameters"),
         ({"outputs": "label"}, "outputs"),
         ({"outputs": [{"name": "nope"}]}, "outputs[0].name"),
