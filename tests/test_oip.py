@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,7 +114,7 @@ def test_defaults_and_selected_outputs(client: triton.InferenceServerClient, ser
     [
         (lambda: [number_input()], "400", "datatype"),
         (lambda: [text_input(["fine"], False, name="review")], "400", "unknown input"),
-        (lambda: [text_input(["fine", "   "], False)], "400", "non-empty"),
+        (lambda: [text_input(["fine", "   "], False)], "400", "text[1]: must contain at least one non-whitespace"),
     ],
 )
 def test_bad_tensors_are_400_naming_the_input(
@@ -131,7 +130,7 @@ def test_shape_must_match_the_data(server: str) -> None:
     body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": ["one", "two"]}]}
     answer = httpx.post(f"{server}/v2/models/tiny-bilstm/infer", json=body, headers=key(), timeout=10)
     assert answer.status_code == 400
-    assert answer.json() == {"error": "input 'text' has shape [3] but 2 values"}
+    assert answer.json() == {"error": "inputs[0].data: shape [3] but 2 values"}
 
 
 def test_unknown_model_or_version_is_404_and_the_key_is_needed(client: triton.InferenceServerClient) -> None:
@@ -145,29 +144,6 @@ def test_unknown_model_or_version_is_404_and_the_key_is_needed(client: triton.In
     with pytest.raises(InferenceServerException) as error:
         client.infer("tiny-bilstm", [text_input(["x" * 70_000], False)], headers=key())
     assert error.value.status() == "413"
-
-
-def test_a_full_server_answers_429_with_retry_after(tiny_model_dir: Path) -> None:
-    base, process = launch(tiny_model_dir, SENTIMENT_MAX_CONCURRENT_REQUESTS="1")
-    try:
-        host, port = base.removeprefix("http://").split(":")
-        holder = socket.create_connection((host, int(port)), timeout=10)  # holds the only slot
-        holder.sendall(
-            f"POST /v2/models/tiny-bilstm/infer HTTP/1.1\r\nHost: {host}\r\nContent-Length: 999\r\n"
-            "Content-Type: application/json\r\n\r\n{".encode()
-        )
-        time.sleep(0.3)
-        client = triton.InferenceServerClient(url=f"{host}:{port}")
-        with pytest.raises(InferenceServerException) as error:
-            client.infer("tiny-bilstm", [text_input(["fine"], False)])
-        client.close()
-        assert error.value.status() == "429"
-        raw = httpx.post(f"{base}/v2/models/tiny-bilstm/infer", json={"inputs": []}, timeout=10)
-        assert raw.status_code == 429 and int(raw.headers["retry-after"]) >= 1
-        assert set(raw.json()) == {"error"}
-        holder.close()
-    finally:
-        stop_server(process)
 
 
 def test_the_protocol_is_documented(server: str) -> None:

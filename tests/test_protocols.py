@@ -4,7 +4,9 @@ Inference Protocol, through the real app with its lifespan; only the error body 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,20 @@ def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: 
             assert warming.status_code == 503 and warming.headers["retry-after"] == "1", name
             body = warming.json()["error"]
             assert (body if isinstance(body, str) else body["message"]) == "the model is warming up"
+
+
+def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: Path) -> None:
+    """The first request's 4 texts fill the queue (the batch is held open for 2 s); the next request of
+    every protocol is refused the same way, each in its own error body."""
+    settings = Settings(model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=2000)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c, ThreadPoolExecutor(1) as pool:
+        wait_until_ready(c)
+        first = pool.submit(c.post, "/predict", json={"texts": ["a", "b", "c", "d"]})
+        time.sleep(0.3)
+        v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["one more"]}]}
+        refused = [c.post("/predict", json={"text": "one more"}), c.post("/v2/models/tiny-bilstm/infer", json=v2)]
+        for answer in refused:
+            assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
+        assert refused[0].json()["error"]["code"] == "overloaded"
+        assert refused[1].json()["error"].startswith("the queue is full (4 texts)")
+        assert first.result().status_code == 200

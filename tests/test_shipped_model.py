@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +10,8 @@ import pytest
 from model_runtime import Predictor, file_sha256, read_card
 from tests.support import SHIPPED_MODEL
 from training.data import Split, digest_of_hashes, read_split_manifest, text_sha256
-from training.evaluate import ece_if_calibrated, metrics, score
+from training.evaluate import ece_if_calibrated, metrics, score, slice_members
+from training.sources import SOURCES_BY_NAME
 
 OBVIOUS = {
     "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
@@ -44,13 +44,6 @@ def test_card_matches_the_files(shipped: Predictor) -> None:
     assert not manifest["test"] & manifest["train"]
 
 
-def test_loads_and_scores_quickly(shipped: Predictor) -> None:
-    started = time.perf_counter()
-    predictor = Predictor.load(SHIPPED_MODEL, provider="cpu")
-    predictor.predict([next(iter(OBVIOUS))])
-    print(f"load + first prediction: {time.perf_counter() - started:.3f} s")
-
-
 def test_obvious_reviews(shipped: Predictor) -> None:
     predictions = shipped.predict(list(OBVIOUS))
     assert [p.label for p in predictions] == list(OBVIOUS.values())
@@ -69,10 +62,11 @@ def test_accuracy_on_a_fixed_500_review_slice_of_the_test_split(shipped: Predict
 
 
 def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predictor, corpus_split: Split) -> None:
-    """Every source's test accuracy and ECE in the card, recomputed here from the texts splits.tsv names."""
+    """Every source's test accuracy and ECE in the card, and every slice's accuracy per source, recomputed here
+    from the texts splits.tsv names."""
     card = read_card(SHIPPED_MODEL)
     by_source = card.metrics["test"]["by_source"]
-    assert set(by_source) == {"imdb", "rotten_tomatoes"}
+    assert set(by_source) == set(SOURCES_BY_NAME)
     probs, _ = score(shipped, corpus_split.test)  # the card's evaluation order, so the batches are the same
     for source, recorded in by_source.items():
         listed = read_split_manifest(SHIPPED_MODEL / "splits.tsv", source)["test"]
@@ -87,9 +81,33 @@ def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predict
         floor = ece_if_calibrated(probs[rows])  # the ECE a calibrated model shows on these texts (seeded)
         assert floor["median"] == pytest.approx(recorded["ece_if_calibrated"]["median"], abs=1e-3), source
 
+    members = slice_members(shipped, corpus_split.test)
+    sources = np.array([ex.source for ex in corpus_split.test])
+    correct = probs.argmax(axis=1) == np.array([ex.label for ex in corpus_split.test])
+    for name, per_source in card.metrics["test"]["by_slice"].items():
+        assert set(per_source) == {"all", *SOURCES_BY_NAME}, name
+        for source, recorded in per_source.items():
+            in_slice = members[name] & ((sources == source) | (source == "all"))
+            assert int(in_slice.sum()) == recorded["examples"], (name, source)
+            assert float(correct[in_slice].mean()) == pytest.approx(recorded["accuracy"], abs=1e-9), (name, source)
+
 
 def test_short_texts_get_modest_confidence_not_certainty(shipped: Predictor) -> None:
     """Lukewarm or mixed one-liners must not come back near-certain (the 1.0.0 model said 99.9%)."""
     lukewarm = ["It was fine.", "It was okay, I guess.", "Not bad, not great.", "Some good parts, some bad."]
     for prediction in shipped.predict(lukewarm):
         assert prediction.score < 0.95, prediction
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Not bad at all.", "positive"),
+        ("The battery died after two days.", "negative"),
+        ("Great service, friendly staff, will come back!", "positive"),
+        ("I want a refund, the app keeps crashing.", "negative"),
+        ("The food was cold and the waiter was rude.", "negative"),
+    ],
+)
+def test_everyday_texts_beyond_movie_reviews(shipped: Predictor, text: str, label: str) -> None:
+    assert shipped.predict([text])[0].label == label

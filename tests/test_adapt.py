@@ -1,0 +1,166 @@
+"""Adapting a trained model to a user's texts: real (small) fine-tuning from the graph's own weights, the
+side-by-side card recomputed, and the adapted directory swapped into a running server under load."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from model_runtime import Predictor, read_card
+from tests.support import ROOT, TINY_CONFIG, launch, metric, stop_server
+from training.data import Dataset, Example, Split, split_dataset
+from training.evaluate import evaluate_examples
+from training.pipeline import ExportSpec, ship
+from training.sources import MOVIE_REVIEW_SOURCES, load_sources
+from training.train import train
+
+pytestmark = pytest.mark.slow
+ADMIN = {"Authorization": "Bearer admin-secret"}
+
+
+@pytest.fixture(scope="module")
+def movie_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model that saw movie reviews only: tweets are a domain it never saw."""
+    movies = load_sources(MOVIE_REVIEW_SOURCES)
+    root = tmp_path_factory.mktemp("movies")
+    result = train(movies, split_dataset(movies), root / "run", TINY_CONFIG)
+    model_dir = root / "movie-bilstm"
+    ship(result, split_dataset(movies), ExportSpec(model_dir, "movie-bilstm", "1.0.0", "pytest fixture"))
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def tweets() -> Split:
+    return split_dataset(load_sources(("tweets",)))
+
+
+@pytest.fixture(scope="module")
+def adapted(movie_model: Path, tweets: Split, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """`python -m training adapt` on 600 tweets labelled pos/neg; the adapted directory, the file, stdout."""
+    root = tmp_path_factory.mktemp("adapt")
+    data = root / "tweets.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["tweet", "mood"])
+        writer.writerows([ex.text, ("neg", "pos")[ex.label]] for ex in tweets.train[:600])
+    out = root / "adapted"
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "adapt",
+        "--data",
+        str(data),
+        "--text-column",
+        "tweet",
+        "--label-column",
+        "mood",
+        "--from",
+        str(movie_model),
+        "--model-dir",
+        str(out),
+        "--epochs",
+        "4",
+        "--rehearsal",
+        "300",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, data, done.stdout
+
+
+def test_adapting_to_a_domain_it_never_saw_raises_held_out_accuracy(
+    adapted: tuple[Path, Path, str], movie_model: Path, tweets: Split
+) -> None:
+    out, _, stdout = adapted
+    card = read_card(out)
+    assert card.base["name"] == "movie-bilstm" and card.base["version"] == "1.0.0"
+    side = card.adaptation["user_test"]
+    assert side["adapted"]["accuracy"] > side["base"]["accuracy"]
+    assert "adapting raised accuracy" in stdout and "/admin/model" in stdout and str(out.resolve()) in stdout
+    # On every tweet of the held-out test split too (none of them in the user's file):
+    labels = ("negative", "positive")
+    base = evaluate_examples(Predictor.load(movie_model), labels, tweets.test)["overall"]["accuracy"]
+    after = evaluate_examples(Predictor.load(out), labels, tweets.test)["overall"]["accuracy"]
+    assert after > base + 0.03
+    forgotten = card.adaptation["base_sources"]
+    assert set(forgotten["after"]) == {"imdb", "rotten_tomatoes"}
+
+
+def test_the_side_by_side_table_is_what_the_two_models_score(
+    adapted: tuple[Path, Path, str], movie_model: Path
+) -> None:
+    """The card's figures recomputed here: the user's file mapped and split the same way, both models
+    scored on its test texts."""
+    out, data, _ = adapted
+    with data.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    examples = [Example(r["tweet"], int(r["mood"] == "pos")) for r in rows]
+    split = split_dataset(Dataset(examples, ("negative", "positive"), str(data)))
+    card = read_card(out)
+    assert card.adaptation["data"]["split"] == split.sizes()
+    for name, directory in (("base", movie_model), ("adapted", out)):
+        recomputed = evaluate_examples(Predictor.load(directory), ("negative", "positive"), split.test)["overall"]
+        for key in ("accuracy", "ece", "log_loss", "macro_f1"):
+            assert recomputed[key] == pytest.approx(card.adaptation["user_test"][name][key], abs=1e-6), (name, key)
+    readme = (out / "README.md").read_text()
+    assert (
+        "Adapted from movie-bilstm 1.0.0" in readme
+        and f"{card.adaptation['user_test']['adapted']['accuracy']:.4f}" in readme
+    )
+
+
+def test_a_running_server_swaps_to_the_adapted_model_under_load(
+    adapted: tuple[Path, Path, str], movie_model: Path
+) -> None:
+    out = adapted[0]
+    base, process = launch(movie_model, SENTIMENT_ADMIN_KEY="admin-secret")
+    models: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post("/predict", json={"texts": ["@united lost my bag again", "great crew!"] * 4})
+                if answer.status_code == 200:
+                    models.append(json.dumps(answer.json()["model"], sort_keys=True))
+                else:
+                    failures.append(answer.text)
+
+    try:
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(out)}, headers=ADMIN, timeout=60)
+        assert swapped.status_code == 200, swapped.text
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert failures == []
+        adapted_ref = json.loads(models[-1])
+        assert adapted_ref["name"] == "movie-bilstm-adapted" and adapted_ref["base"] == {
+            "name": "movie-bilstm",
+            "version": "1.0.0",
+        }
+        assert json.dumps({"name": "movie-bilstm", "version": "1.0.0"}, sort_keys=True) in models
+        assert httpx.get(f"{base}/model").json()["base"]["name"] == "movie-bilstm"
+        assert metric(base, 'sentiment_model_swaps_total{result="ok"}') == 1
+        probabilities = httpx.post(f"{base}/predict", json={"text": "great crew!"}).json()["predictions"][0][
+            "probabilities"
+        ]
+        assert np.isclose(sum(probabilities.values()), 1.0)
+    finally:
+        stop.set()
+        stop_server(process)
