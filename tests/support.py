@@ -8,8 +8,12 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -30,6 +34,7 @@ __all__ = [
     "pick_free_port",
     "rss_mb",
     "start_server",
+    "steady_load",
     "stop_server",
     "wait_ready",
     "wait_until_ready",
@@ -188,3 +193,33 @@ def make_model_dir(path: Path, name: str = "unit-bilstm", version: str = "0.0.1"
     )
     write_card(path, card)
     return path
+
+
+@contextmanager
+def steady_load(
+    base: str, body: dict[str, object], clients: int = 4
+) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+    """``clients`` threads posting ``body`` to /predict back to back while the block runs: the answers'
+    JSON bodies (in the order they came) and the text of every answer that was not a 200."""
+    answers: list[dict[str, Any]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while not stop.is_set():
+                answer = http.post("/predict", json=body)
+                if answer.status_code == 200:
+                    answers.append(answer.json())
+                else:
+                    failures.append(answer.text)
+
+    threads = [threading.Thread(target=load) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        yield answers, failures
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)

@@ -7,7 +7,6 @@ import csv
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 from model_runtime import Predictor, read_card
-from tests.support import ROOT, TINY_CONFIG, launch, metric, stop_server
+from tests.support import ROOT, TINY_CONFIG, launch, metric, steady_load, stop_server
 from training.data import Dataset, Example, Split, split_dataset
 from training.evaluate import evaluate_examples
 from training.pipeline import ExportSpec, ship
@@ -124,43 +123,21 @@ def test_a_running_server_swaps_to_the_adapted_model_under_load(
 ) -> None:
     out = adapted[0]
     base, process = launch(movie_model, SENTIMENT_ADMIN_KEY="admin-secret")
-    models: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            while not stop.is_set():
-                answer = http.post("/predict", json={"texts": ["@united lost my bag again", "great crew!"] * 4})
-                if answer.status_code == 200:
-                    models.append(json.dumps(answer.json()["model"], sort_keys=True))
-                else:
-                    failures.append(answer.text)
-
     try:
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(out)}, headers=ADMIN, timeout=60)
-        assert swapped.status_code == 200, swapped.text
-        time.sleep(1.0)
-        stop.set()
-        for t in threads:
-            t.join(30)
+        with steady_load(base, {"texts": ["@united lost my bag again", "great crew!"] * 4}) as (answers, failures):
+            time.sleep(1.0)
+            swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(out)}, headers=ADMIN, timeout=60)
+            assert swapped.status_code == 200, swapped.text
+            time.sleep(1.0)
         assert failures == []
+        models = [json.dumps(a["model"], sort_keys=True) for a in answers]
         adapted_ref = json.loads(models[-1])
-        assert adapted_ref["name"] == "movie-bilstm-adapted" and adapted_ref["base"] == {
-            "name": "movie-bilstm",
-            "version": "1.0.0",
-        }
+        assert adapted_ref["name"] == "movie-bilstm-adapted"
+        assert adapted_ref["base"] == {"name": "movie-bilstm", "version": "1.0.0"}
         assert json.dumps({"name": "movie-bilstm", "version": "1.0.0"}, sort_keys=True) in models
         assert httpx.get(f"{base}/model").json()["base"]["name"] == "movie-bilstm"
         assert metric(base, 'sentiment_model_swaps_total{result="ok"}') == 1
-        probabilities = httpx.post(f"{base}/predict", json={"text": "great crew!"}).json()["predictions"][0][
-            "probabilities"
-        ]
-        assert np.isclose(sum(probabilities.values()), 1.0)
+        answer = httpx.post(f"{base}/predict", json={"text": "great crew!"}).json()["predictions"][0]
+        assert np.isclose(sum(answer["probabilities"].values()), 1.0)
     finally:
-        stop.set()
         stop_server(process)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from fastapi.testclient import TestClient
 from model_runtime import read_card, write_card
 from service.app import create_app
 from service.config import Settings
-from tests.support import launch, metric, stop_server, wait_until_ready
+from tests.support import launch, metric, steady_load, stop_server, wait_until_ready
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -87,37 +86,19 @@ def test_the_admin_route_needs_its_key_and_exists_only_with_one(admin_client: Te
 @pytest.mark.slow
 def test_no_request_fails_across_a_swap_under_steady_load(tiny_model_dir: Path, v2: Path) -> None:
     base, process = launch(tiny_model_dir, SENTIMENT_ADMIN_KEY="admin-secret")
-    versions: list[str] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=base, timeout=30) as http:
-            while not stop.is_set():
-                answer = http.post("/predict", json={"texts": ["A fine film.", "Dull and long."] * 8})
-                if answer.status_code == 200:
-                    versions.append(answer.json()["model"]["version"])
-                else:
-                    failures.append(answer.text)
-
     try:
-        threads = [threading.Thread(target=load) for _ in range(6)]
-        for t in threads:
-            t.start()
-        time.sleep(1.0)
-        swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(v2)}, headers=ADMIN, timeout=60)
-        assert swapped.status_code == 200, swapped.text
-        time.sleep(1.0)
-        stop.set()
-        for t in threads:
-            t.join(30)
+        with steady_load(base, {"texts": ["A fine film.", "Dull and long."] * 8}, clients=6) as (answers, failures):
+            time.sleep(1.0)
+            swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(v2)}, headers=ADMIN, timeout=60)
+            assert swapped.status_code == 200, swapped.text
+            time.sleep(1.0)
         assert failures == []
+        versions = [a["model"]["version"] for a in answers]
         seen = Counter(versions)
         assert seen["0.0.1"] > 0 and seen["0.0.2"] > 0
         assert versions[-1] == "0.0.2"
         assert metric(base, 'sentiment_model_swaps_total{result="ok"}') == 1
     finally:
-        stop.set()
         stop_server(process)
 
 

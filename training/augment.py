@@ -1,10 +1,13 @@
-"""Short training inputs cut from long ones: runs of 1-3 consecutive sentences of a long training text,
-with its label, so that the network sees short texts (and learns that a plain plot sentence from a
-positive review says little)."""
+"""More training inputs made from the training texts themselves: short ones cut from long ones
+(``SpanSampler``: runs of 1-3 consecutive sentences of a long text, with its label, so that the network
+sees short texts and learns that a plain plot sentence from a positive review says little), and minimal
+changes that change the label (``Counterfactuals``: negation and contrast)."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 from typing import Any
 
 SPAN_MIN_SOURCE_TOKENS = 60  # only texts longer than this give sentence spans
@@ -39,3 +42,76 @@ class SpanSampler:
                 labels.append(self.labels[i])
                 parents.append(i)
         return spans, labels, parents
+
+
+NEGATION_FRAMES = ("not", "is not", "was not", "are not", "is n't", "was n't", "do n't", "never", "not at all")
+NEGATORS = ("not", "n't", "never", "no", "nothing", "hardly", "without", "nor", "neither", "cannot")
+POLAR_LOG_ODDS = 1.0  # a word is polar when one label's texts use it e (2.7) times as often as the other's
+POLAR_MIN_COUNT = 10  # texts of one source that use the word
+POLAR_SOURCES = 2  # sources in which it must be polar the same way (a topical word is polar in one at most)
+SHORT = 25  # tokens: "A, but B" pairs are made of texts this short
+ENDS = (".", "!", "?")
+
+
+class Counterfactuals:
+    """Training inputs that teach what negation and contrast do, made from the training split's own texts
+    and labels (nothing is written by hand), so that the network stops reading "not bad" as bad:
+
+    - negation: the words that the training texts of one label use far more often than the other's, in at
+      least two sources alike (``_polar_tokens``: so "great" and "awful", not an airline's name that only
+      complaints mention), each in a short negation frame ("not", "was n't", "never"...) with the other
+      label: "not bad" positive, "was n't great" negative. This is the phrase-level supervision sentiment
+      treebanks give (Socher et al. 2013), derived from the data;
+    - contrast: two short training texts of different labels joined as "A, but B", with B's label.
+    """
+
+    def __init__(self, tokenizer: Any, ids: list[list[int]], labels: list[int], sources: list[str]) -> None:
+        self.frames = [[tokenizer.token_to_id(t) for t in frame.split()] for frame in NEGATION_FRAMES]
+        self.frames = [f for f in self.frames if None not in f]
+        self.comma, self.but = tokenizer.token_to_id(","), tokenizer.token_to_id("but")
+        self.ends = {tokenizer.token_to_id(t) for t in ENDS} - {None}
+        negators = {tokenizer.token_to_id(t) for t in NEGATORS}
+        pieces = {i for t, i in tokenizer.get_vocab().items() if t.startswith("##")}
+        polarity = _polar_tokens(ids, labels, sources)
+        self.polar = sorted((t, p) for t, p in polarity.items() if t not in negators | pieces | self.ends)
+        self.short = [i for i, x in enumerate(ids) if 2 <= len(x) <= SHORT]
+        self.ids, self.labels = ids, labels
+
+    def sample(self, negations: int, contrasts: int, rng: random.Random) -> tuple[list[list[int]], list[int]]:
+        """``negations`` negated polar words and ``contrasts`` "A, but B" pairs."""
+        out, labels = [], []
+        for _ in range(negations if self.polar and self.frames else 0):
+            token, polarity = rng.choice(self.polar)
+            out.append([*rng.choice(self.frames), token])
+            labels.append(1 - polarity)
+        by_label: dict[int, list[int]] = {}
+        for i in self.short:
+            by_label.setdefault(self.labels[i], []).append(i)
+        if self.comma is not None and self.but is not None and len(by_label) == 2:
+            for _ in range(contrasts):
+                second = rng.choice(self.short)
+                head = self.ids[rng.choice(by_label[1 - self.labels[second]])]
+                while head and head[-1] in self.ends:  # "A." + ", but B" reads "A, but B"
+                    head = head[:-1]
+                out.append([*head, self.comma, self.but, *self.ids[second]])
+                labels.append(self.labels[second])
+        return out, labels
+
+
+def _polar_tokens(ids: list[list[int]], labels: list[int], sources: list[str]) -> dict[int, int]:
+    """Token -> the label whose texts use it at least e^POLAR_LOG_ODDS times as often as the other label's
+    (per text, smoothed), in at least POLAR_SOURCES sources and the other way in none."""
+    signs: dict[int, list[int]] = {}
+    for source in sorted(set(sources)):
+        rows = [i for i, s in enumerate(sources) if s == source and labels[i] in (0, 1)]
+        counts: list[Counter[int]] = [Counter(), Counter()]
+        for i in rows:
+            counts[labels[i]].update(set(ids[i]))
+        texts = [sum(labels[i] == label for i in rows) for label in (0, 1)]
+        for token in set(counts[0]) | set(counts[1]):
+            n0, n1 = counts[0][token], counts[1][token]
+            if n0 + n1 >= POLAR_MIN_COUNT:
+                log_odds = math.log((n1 + 1) / (texts[1] + 2)) - math.log((n0 + 1) / (texts[0] + 2))
+                if abs(log_odds) >= POLAR_LOG_ODDS:
+                    signs.setdefault(token, []).append(int(log_odds > 0))
+    return {t: v[0] for t, v in signs.items() if len(v) >= POLAR_SOURCES and len(set(v)) == 1}

@@ -30,6 +30,10 @@ class TrainConfig:
     max_samples: int | None = option(None, "use at most this many texts per split (tests train in seconds)")
     device: str = option("auto", "auto, cpu or cuda")
     span_fraction: float = option(0.5, "share of long training texts also given as a 1-3 sentence span each epoch")
+    negation_phrases: int = option(
+        2000, "negated polar words of the training data, with the other label, added each epoch (training.augment)"
+    )
+    contrast_pairs: int = option(2000, "'A, but B' pairs of short training texts, with B's label, added each epoch")
     source_balance: float = option(
         0.0, "weigh each text by (its source's size)^-SOURCE_BALANCE, renormalised (0: every text the same)"
     )

@@ -31,7 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
-from training.augment import SpanSampler
+from training.augment import Counterfactuals, SpanSampler
 from training.batching import bucketed_batches, collate, predict_logits
 from training.calibration import calibrate
 from training.config import TrainConfig
@@ -134,6 +134,7 @@ class _Run:
         self.val_labels = torch.tensor([ex.label for ex in val_set])
         self.val_sources = [ex.source for ex in val_set]
         self.spans = SpanSampler(self.tokenizer, self.train_ids, self.train_labels)
+        self.counterfactuals = Counterfactuals(self.tokenizer, self.train_ids, self.train_labels, self.train_sources)
         self.summary = _run_summary(dataset, split, config, self.model, len(train_set), len(val_set))
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] = {}
@@ -178,8 +179,10 @@ class _Run:
         model.train()
         rng = random.Random(c.seed * 1000 + epoch)
         span_ids, span_labels, parents = self.spans.sample(c.span_fraction, rng)
-        ids_all, labels_all = self.train_ids + span_ids, torch.tensor(self.train_labels + span_labels)
-        sources = self.train_sources + [self.train_sources[i] for i in parents]
+        made_ids, made_labels = self.counterfactuals.sample(c.negation_phrases, c.contrast_pairs, rng)
+        ids_all = self.train_ids + span_ids + made_ids
+        labels_all = torch.tensor(self.train_labels + span_labels + made_labels)
+        sources = self.train_sources + [self.train_sources[i] for i in parents] + ["counterfactual"] * len(made_ids)
         weights_all = source_weights(sources, c.source_balance)
         started, seen, total = time.perf_counter(), 0, 0.0
         batches = bucketed_batches([len(x) for x in ids_all], c.batch_size, rng)
@@ -201,6 +204,7 @@ class _Run:
             "train_loss": total / max(seen, 1),
             "train_texts": seen,
             "span_texts": len(span_ids),
+            "counterfactual_texts": len(made_ids),
             **validation_record(logits, self.val_labels, self.val_sources),
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_reviews_per_s": seen / seconds,
