@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from model_runtime import Predictor
 from service import admin, web
-from service.adapters import oip, ours
+from service.adapters import oip, oip_schema, ours
 from service.config import SERVICE_VERSION, Settings
 from service.engine import Engine, load_model
 from service.errors import install_error_handlers
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
         admin.register_admin(app)
         request_models.append(admin.SwapRequest)
-    inference = oip.inference_request_schema(TextLimits(settings.max_client_batch, settings.max_text_chars))
+    inference = oip_schema.inference_request_schema(TextLimits(settings.max_client_batch, settings.max_text_chars))
     app.openapi = with_request_schemas(app, request_models, inference)  # type: ignore[method-assign]  # FastAPI's way
     install_error_handlers(app, settings, metrics)
     # Innermost first: the scoring routes sit right in front of FastAPI's router, the request middleware outside.

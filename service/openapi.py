@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from service.adapters.oip import INFER_ANSWERS, INFER_OK
+from service.adapters.oip_schema import INFER_ANSWERS, INFER_OK
 from service.lifecycle import Scoring, serve
 from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
 

@@ -44,13 +44,15 @@ def tweets() -> Split:
 
 @pytest.fixture(scope="module")
 def adapted(movie_model: Path, tweets: Split, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """`python -m training adapt` on 600 tweets labelled pos/neg; the adapted directory, the file, stdout."""
+    """`python -m training adapt` on 600 tweets (300 of each label) labelled pos/neg; the adapted directory,
+    the file, stdout."""
     root = tmp_path_factory.mktemp("adapt")
     data = root / "tweets.csv"
     with data.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["tweet", "mood"])
-        writer.writerows([ex.text, ("neg", "pos")[ex.label]] for ex in tweets.train[:600])
+        by_label = [[ex for ex in tweets.train if ex.label == label][:300] for label in (0, 1)]
+        writer.writerows([ex.text, ("neg", "pos")[ex.label]] for pair in zip(*by_label, strict=True) for ex in pair)
     out = root / "adapted"
     command = [
         sys.executable,

@@ -119,9 +119,9 @@ def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: 
 
 
 def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: Path) -> None:
-    """The first request's 4 texts fill the queue (the batch is held open for 2 s); the next request of
-    every protocol is refused the same way, each in its own error body."""
-    settings = Settings(model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=2000)
+    """The first request's 4 texts fill the queue (the batch is held open for 1 s, the most the settings
+    allow); the next request of every protocol is refused the same way, each in its own error body."""
+    settings = Settings(model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=1000)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c, ThreadPoolExecutor(1) as pool:
         wait_until_ready(c)
         first = pool.submit(c.post, "/predict", json={"texts": ["a", "b", "c", "d"]})

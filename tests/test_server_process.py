@@ -58,7 +58,11 @@ def test_sigterm_drains_in_flight_requests(server: tuple[str, subprocess.Popen[b
         with httpx.Client(base_url=base, timeout=30) as client:
             for _ in range(200):
                 try:
-                    status: int | str = client.post("/predict", json={"texts": [long_text] * 16}).status_code
+                    answer = client.post("/predict", json={"texts": [long_text] * 16})
+                    status: int | str = answer.status_code
+                    if status == 503:  # a kept-alive request after the drain began: refused, and says so
+                        said = (answer.json()["error"]["message"], answer.headers.get("connection"))
+                        status = 503 if said == ("the service is shutting down", "close") else f"503 {said}"
                 except httpx.TransportError as exc:  # refused after shutdown began: never accepted
                     status = type(exc).__name__
                 with lock:
@@ -76,12 +80,13 @@ def test_sigterm_drains_in_flight_requests(server: tuple[str, subprocess.Popen[b
     exit_seconds = time.monotonic() - sent
     for t in threads:
         t.join(30)
-    # uvicorn drains, then re-raises the signal so the exit status says "ended by SIGTERM" (in a container,
-    # as PID 1, that is exit code 0); either way the log must show the drain completed.
-    assert code in (0, -signal.SIGTERM)
+    assert code == 0
     assert exit_seconds < 10
+    # Every request the server accepted before the drain is answered 200; one that arrives on a kept-alive
+    # connection afterwards is refused with 503 "shutting down" and Connection: close (never a reset, never
+    # a 500); after that the client's next connection is refused.
     answered = [r for r in results if isinstance(r, int)]
-    assert answered and all(status == 200 for status in answered), results
+    assert answered.count(200) > 8 and set(answered) <= {200, 503}, results
     assert all(r in {"ConnectError", "RemoteProtocolError", "ReadError"} for r in results if not isinstance(r, int))
     logs = [json.loads(line) for line in log.read_text().splitlines() if line]
     messages = [entry["message"] for entry in logs]

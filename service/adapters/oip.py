@@ -21,18 +21,16 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import Headers
-from typing_extensions import TypedDict
 
 from model_runtime import Prediction, Predictor
+from service.adapters.oip_schema import INPUT, MODEL_ANSWERS, OUTPUTS, answers, tensor_metadata
 from service.auth import check_api_key
 from service.config import SERVICE_VERSION, Settings
 from service.engine import Engine
 from service.errors import SHAPE_STATE, ApiError, json_response, open_inference
 from service.lifecycle import Scoring
-from service.validation import NOT_ONLY_WHITESPACE, InvalidInput, TextLimits, check_count, check_text, json_type
+from service.validation import InvalidInput, TextLimits, check_count, check_text, json_type
 
-INPUT = "text"
-OUTPUTS = ("label", "score", "probabilities")
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -51,114 +49,6 @@ def _authorized(request: Request) -> None:
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol (KServe V2)"], dependencies=[Depends(_speaks_oip)])
 EngineDep = Annotated[Engine, Depends(_engine)]
-
-
-class OipError(TypedDict):
-    error: str
-
-
-def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    reasons = {
-        400: "malformed request or invalid texts (names the field and the limit)",
-        401: "missing or wrong API key",
-        404: "unknown model or version",
-        408: "the body did not arrive within SENTIMENT_BODY_TIMEOUT_S",
-        413: "body over SENTIMENT_MAX_BODY_BYTES",
-        415: "unsupported Content-Encoding",
-        429: "full; retry after Retry-After seconds",
-        503: "not ready, draining, timed out, or the model run failed",
-    }
-    return {status: {"model": OipError, "description": reasons[status]} for status in statuses}
-
-
-MODEL_ANSWERS = _answers(401, 404, 503)
-INFER_ANSWERS = _answers(400, 401, 404, 408, 413, 415, 429, 503)
-
-
-def inference_request_schema(limits: TextLimits) -> dict[str, dict[str, Any]]:
-    """The JSON Schema of an inference request as this server reads it, exactly: one BYTES tensor named
-    ``text`` whose shape [n] (1 to the limit) matches its n texts, each a text as service.validation has
-    it; optional outputs by name; ``id`` and ``parameters``. (The binary-data extension carries the texts
-    after the JSON header, ``Inference-Header-Content-Length`` bytes long, which JSON Schema cannot say.)"""
-    text = {"type": "string", "maxLength": limits.max_chars, "pattern": NOT_ONLY_WHITESPACE}
-    sized = [
-        {"properties": {"shape": {"const": [n]}, "data": {"minItems": n, "maxItems": n}}}
-        for n in range(1, limits.max_texts + 1)
-    ]
-    tensor = {
-        "type": "object",
-        "required": ["name", "datatype", "shape", "data"],
-        "properties": {
-            "name": {"const": INPUT},
-            "datatype": {"const": "BYTES"},
-            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
-            "data": {"type": "array", "items": text, "examples": [["Loved it.", "Dull."]]},
-            "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
-        },
-        "oneOf": sized,
-        "description": f"the texts: shape [n] and n strings, 1 <= n <= {limits.max_texts}",
-    }
-    output = {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"enum": list(OUTPUTS)},
-            "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
-        },
-    }
-    request = {
-        "type": "object",
-        "required": ["inputs"],
-        "properties": {
-            "id": {"type": "string"},
-            "inputs": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/InputTensor"},
-                "minItems": 1,
-                "maxItems": 1,
-            },
-            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/RequestedOutput"}},
-            "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
-        },
-        "description": "An Open Inference Protocol request: one BYTES tensor named `text`, optional `outputs` to "
-        "pick, an `id` to echo and `parameters`.",
-    }
-    answer = {
-        "type": "object",
-        "required": ["model_name", "model_version", "outputs"],
-        "properties": {
-            "model_name": {"type": "string"},
-            "model_version": {"type": "string"},
-            "id": {"type": "string"},
-            "outputs": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["name", "datatype", "shape"],
-                    "properties": {
-                        "name": {"enum": list(OUTPUTS)},
-                        "datatype": {"enum": ["BYTES", "FP32"]},
-                        "shape": {"type": "array", "items": {"type": "integer"}},
-                        "data": {"type": "array"},
-                        "parameters": {"type": "object"},
-                    },
-                },
-            },
-        },
-    }
-    return {"InferenceRequest": request, "InputTensor": tensor, "RequestedOutput": output, "InferenceResponse": answer}
-
-
-INFER_OK: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "labels, scores and probabilities; with binary outputs asked for, the JSON header then "
-        "the tensors (application/octet-stream, Inference-Header-Content-Length bytes of JSON first)",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceResponse"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
 
 
 def _served(engine: Engine, name: str, version: str | None = None) -> Predictor:
@@ -182,7 +72,7 @@ async def server_live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", summary="Server readiness", responses=_answers(503))
+@router.get("/health/ready", summary="Server readiness", responses=answers(503))
 async def server_ready(engine: EngineDep) -> Response:
     return json_response({"ready": engine.ready}, 200 if engine.ready else 503)
 
@@ -195,12 +85,7 @@ def _metadata(engine: Engine, name: str, version: str | None) -> Response:
             "name": model.name,
             "versions": [model.version],
             "platform": "onnxruntime_onnx",
-            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [
-                {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                {"name": "score", "datatype": "FP32", "shape": [-1]},
-                {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(labels)]},
-            ],
+            **tensor_metadata(len(labels)),
             "parameters": {"labels": labels, "max_texts": engine.settings.max_client_batch},
         }
     )
@@ -237,22 +122,18 @@ router.include_router(model_routes)
 INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
 
 
-def _bad(field: str | None, message: str) -> InvalidInput:
-    return InvalidInput(field, message)
-
-
 def _object(value: Any, field: str) -> dict[str, Any]:
     """``parameters`` and the like: absent (None) is an empty object; anything else must be an object."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _bad(field, f"must be an object, not {json_type(value)}")
+        raise InvalidInput(field, f"must be an object, not {json_type(value)}")
     return value
 
 
 def _integer(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(field, f"must be an integer, not {json_type(value)}")
+        raise InvalidInput(field, f"must be an integer, not {json_type(value)}")
     return value
 
 
@@ -263,22 +144,22 @@ def _split_body(body: bytes, headers: Headers) -> tuple[dict[str, Any], bytes]:
         try:
             size = int(declared)
         except ValueError:
-            raise _bad("Inference-Header-Content-Length", "must be an integer") from None
+            raise InvalidInput("Inference-Header-Content-Length", "must be an integer") from None
         if not 0 < size <= len(body):
-            raise _bad("Inference-Header-Content-Length", f"{size} is not within the body's {len(body)} bytes")
+            raise InvalidInput("Inference-Header-Content-Length", f"{size} is not within the body's {len(body)} bytes")
     try:
         header = orjson.loads(body[:size])
     except orjson.JSONDecodeError as exc:
-        raise _bad(None, f"the inference request is not valid JSON ({exc})") from None
+        raise InvalidInput(None, f"the inference request is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
-        raise _bad(None, f"the inference request must be a JSON object, not {json_type(header)}")
+        raise InvalidInput(None, f"the inference request must be a JSON object, not {json_type(header)}")
     return header, body[size:]
 
 
 def _flag(parameters: dict[str, Any], name: str, field: str, default: bool) -> bool:
     value = parameters.get(name, default)
     if not isinstance(value, bool):
-        raise _bad(f"{field}.{name}", f"must be true or false, not {json_type(value)}")
+        raise InvalidInput(f"{field}.{name}", f"must be true or false, not {json_type(value)}")
     return value
 
 
@@ -289,12 +170,12 @@ def _outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
     if wanted is None:
         return [(name, binary_default) for name in OUTPUTS]
     if not isinstance(wanted, list):
-        raise _bad("outputs", f"must be an array, not {json_type(wanted)}")
+        raise InvalidInput("outputs", f"must be an array, not {json_type(wanted)}")
     chosen = []
     for i, request in enumerate(wanted):
         if not isinstance(request, dict) or request.get("name") not in OUTPUTS:
             name = request.get("name") if isinstance(request, dict) else None
-            raise _bad(f"outputs[{i}].name", f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
+            raise InvalidInput(f"outputs[{i}].name", f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
         field = f"outputs[{i}].parameters"
         chosen.append(
             (request["name"], _flag(_object(request.get("parameters"), field), "binary_data", field, binary_default))
@@ -305,31 +186,31 @@ def _outputs(header: dict[str, Any]) -> list[tuple[str, bool]]:
 def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[str]:
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise _bad("inputs", f"exactly one input tensor is expected: {INPUT!r} (BYTES, shape [n])")
+        raise InvalidInput("inputs", f"exactly one input tensor is expected: {INPUT!r} (BYTES, shape [n])")
     tensor = inputs[0]
     if tensor.get("name") != INPUT:
-        raise _bad("inputs[0].name", f"unknown input {tensor.get('name')!r}; the input is named {INPUT!r}")
+        raise InvalidInput("inputs[0].name", f"unknown input {tensor.get('name')!r}; the input is named {INPUT!r}")
     if tensor.get("datatype") != "BYTES":
-        raise _bad("inputs[0].datatype", f"must be BYTES, not {tensor.get('datatype')!r}")
+        raise InvalidInput("inputs[0].datatype", f"must be BYTES, not {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
     if not isinstance(shape, list) or len(shape) != 1:
-        raise _bad("inputs[0].shape", f"must be [n], not {shape!r}")
+        raise InvalidInput("inputs[0].shape", f"must be [n], not {shape!r}")
     count = _integer(shape[0], "inputs[0].shape[0]")
     check_count(count, INPUT, limits)  # before any data is read
     parameters = _object(tensor.get("parameters"), "inputs[0].parameters")
     unknown = set(parameters) - {"binary_data_size"}
     if unknown:
-        raise _bad("inputs[0].parameters", f"unknown parameter(s) {sorted(unknown)}; only binary_data_size is read")
+        raise InvalidInput("inputs[0].parameters", f"unknown {sorted(unknown)}; only binary_data_size is read")
     size = parameters.get("binary_data_size")
     if size is not None:
         data: Any = _binary_strings(binary, _integer(size, "inputs[0].parameters.binary_data_size"), count)
     else:
         if binary:
-            raise _bad("inputs[0].parameters.binary_data_size", "binary data follows the header but none is declared")
+            raise InvalidInput("inputs[0].parameters.binary_data_size", "binary data follows but none is declared")
         data = tensor.get("data")  # a one-dimensional tensor: a flat list
     if not isinstance(data, list) or len(data) != count:
         found = len(data) if isinstance(data, list) else json_type(data)
-        raise _bad("inputs[0].data", f"shape [{count}] but {found} values")
+        raise InvalidInput("inputs[0].data", f"shape [{count}] but {found} values")
     return [check_text(text, f"{INPUT}[{i}]", limits.max_chars) for i, text in enumerate(data)]
 
 
@@ -338,23 +219,23 @@ def _binary_strings(binary: bytes, size: int, count: int) -> list[str]:
     most ``count`` of them, every length checked against the buffer."""
     field = "inputs[0].parameters.binary_data_size"
     if size != len(binary):
-        raise _bad(field, f"{size} bytes declared but {len(binary)} follow the header")
+        raise InvalidInput(field, f"{size} bytes declared but {len(binary)} follow the header")
     out: list[str] = []
     position = 0
     while position < size:
         if len(out) == count:
-            raise _bad(INPUT, f"more than the {count} elements its shape declares")
+            raise InvalidInput(INPUT, f"more than the {count} elements its shape declares")
         if position + 4 > size:
-            raise _bad(f"{INPUT}[{len(out)}]", f"truncated length prefix at byte {position}")
+            raise InvalidInput(f"{INPUT}[{len(out)}]", f"truncated length prefix at byte {position}")
         (length,) = struct.unpack_from("<I", binary, position)
         if position + 4 + length > size:
-            raise _bad(f"{INPUT}[{len(out)}]", f"its length {length:,} overruns the {size:,} bytes of binary data")
+            raise InvalidInput(f"{INPUT}[{len(out)}]", f"length {length:,} overruns the {size:,} binary bytes")
         chunk = binary[position + 4 : position + 4 + length]
         position += 4 + length
         try:
             out.append(chunk.decode("utf-8"))
         except UnicodeDecodeError:
-            raise _bad(f"{INPUT}[{len(out)}]", "is not UTF-8") from None
+            raise InvalidInput(f"{INPUT}[{len(out)}]", "is not UTF-8") from None
     return out
 
 
@@ -408,7 +289,7 @@ def scoring_routes(settings: Settings) -> dict[tuple[str, str], Scoring]:
     def parse(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], Any]:
         header, binary = _split_body(body, headers)
         if "id" in header and not isinstance(header["id"], str):
-            raise _bad("id", f"must be a string, not {json_type(header['id'])}")
+            raise InvalidInput("id", f"must be a string, not {json_type(header['id'])}")
         outputs = _outputs(header)
         return _texts(header, binary, limits), (header, outputs)
 
