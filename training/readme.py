@@ -176,7 +176,8 @@ def _provenance_lines(card: ModelCard) -> list[str]:
         f"- Device: {train.get('device')}; {pretraining} epoch(s) of language-model pretraining, then "
         f"{train.get('epochs_run')} epochs, best epoch {train.get('best_epoch')} (mean per-source validation "
         f"accuracy {train.get('best_val_selection', 0):.4f}); {train.get('train_seconds')} s of classifier training, "
-        f"{train.get('wall_seconds', '-')} s for the whole command.",
+        f"{train.get('wall_seconds', '-')} s for the whole command"
+        + (f" ({train['wall_seconds_note']})." if train.get("wall_seconds_note") else "."),
         f"- AdamW lr {train['learning_rate']}, weight decay {train['weight_decay']}, batch {train['batch_size']}, "
         f"grad clip {train['grad_clip']}, early stopping patience {train['patience']}, seed {train['seed']}, "
         f"vocabulary {train['vocab_size']:,} from the training split (words seen {train['min_frequency']}+ times, "
@@ -220,6 +221,23 @@ def _adaptation_lines(card: ModelCard) -> list[str]:
     return lines
 
 
+def _steps_lines(card: ModelCard) -> list[str]:
+    steps = card.training.get("recipe_steps")
+    if not steps:
+        return []
+    columns = steps["columns"]
+    return [
+        "",
+        "## What each step of the recipe bought",
+        "",
+        steps["note"],
+        "",
+        "| step | " + " | ".join(columns) + " | measured |",
+        "|---" * (len(columns) + 2) + "|",
+        *(f"| {r['step']} | " + " | ".join(r["cells"]) + f" | {r['measured']} |" for r in steps["rows"]),
+    ]
+
+
 def render_readme(card: ModelCard) -> str:
     """The human-readable model card, generated from model_card.json."""
     files = [f"| `{name}` | {f.bytes:,} | `{f.sha256}` |" for name, f in card.files.items()]
@@ -228,6 +246,7 @@ def render_readme(card: ModelCard) -> str:
             *_summary_lines(card),
             *_adaptation_lines(card),
             *_metrics_lines(card),
+            *_steps_lines(card),
             *_provenance_lines(card),
             "",
             "## Files",
