@@ -5,11 +5,14 @@ rows in length groups. A word's weight for a label is the change in that label's
 removed: log-odds(label | text) - log-odds(label | text without the word); positive where the word pushed
 towards the label, +1 means it multiplied the label's odds by e. Log-odds, unlike probabilities, still show
 a word's pull when the prediction is near-certain. Words are the tokenizer's pre-tokenised words (a
-sub-word vocabulary may spell one word with several pieces), with character offsets into the text as sent.
+sub-word vocabulary may spell one word with several pieces), with character offsets into the text as sent;
+a clitic the tokenizer splits off (``n't``, ``'s``, ``'re``, ``'ve``, ``'ll``, ``'d``, ``'m``) stays with its
+word, so "DON'T" is one word, as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -19,6 +22,8 @@ import numpy.typing as npt
 
 from model_runtime.contract import UNK_ID
 from model_runtime.predictor import Prediction, Predictor
+
+CLITIC = re.compile(r"(?i)n['\u2019]t|['\u2019](?:s|re|ve|ll|d|m)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +57,7 @@ def explain(
     length groups, each by ``run`` (default: the predictor's own session), so a caller can schedule them."""
     encoding = predictor.tokenizer.encode(text, add_special_tokens=False)
     ids = encoding.ids
-    # (first token, end token) of each word, in order; word_ids group a word's pieces.
-    spans: list[tuple[int, int]] = []
-    position = 0
-    for _, pieces in groupby(encoding.word_ids):
-        count = len(list(pieces))
-        spans.append((position, position + count))
-        position += count
+    spans = _word_spans(text, encoding.word_ids, encoding.offsets)
     first = max(0, len(spans) - max_words)
     rows = [ids] + [[*ids[:a], UNK_ID, *ids[b:]] for a, b in spans[first:]]
     probs = predictor.grouped_probabilities(rows, max_batch_tokens, run=run)
@@ -72,6 +71,22 @@ def explain(
             weights = dict(zip(predictor.labels, delta, strict=True))
         words.append(WordWeight(text[start:end], start, end, weights))
     return Explanation(predictor.prediction(probs[0].tolist(), encoding), words, len(spans) - first, first > 0)
+
+
+def _word_spans(text: str, word_ids: list[int | None], offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(first token, end token) of each word, in order: word_ids group a word's pieces, and a clitic that
+    directly follows its word joins it."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for _, pieces in groupby(word_ids):
+        end = position + len(list(pieces))
+        start_char, end_char = offsets[position][0], offsets[end - 1][1]
+        if spans and offsets[spans[-1][1] - 1][1] == start_char and CLITIC.fullmatch(text[start_char:end_char]):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((position, end))
+        position = end
+    return spans
 
 
 def _log_odds(probs: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:

@@ -140,14 +140,20 @@ def parser() -> argparse.ArgumentParser:
 def side_by_side(card: ModelCard) -> str:
     """The table ``adapt`` ends with, and the commands that put the model live."""
     base, adapted = card.adaptation["user_test"]["base"], card.adaptation["user_test"]["adapted"]
-    rows = [f"{'':24}{'base':>10}{'adapted':>10}"]
-    rows += [f"{k:24}{base[k]:>10.4f}{adapted[k]:>10.4f}" for k in ("accuracy", "macro_f1", "ece", "log_loss")]
+    rows = [f"{'':28}{'base':>10}{'adapted':>10}"]
+    rows += [f"{k:28}{base[k]:>10.4f}{adapted[k]:>10.4f}" for k in ("accuracy", "macro_f1", "ece", "log_loss")]
+    rows += [
+        f"{'F1 ' + label:28}{base['per_class'][label]['f1']:>10.4f}{adapted['per_class'][label]['f1']:>10.4f}"
+        for label in base["per_class"]
+    ]
     before, after = card.adaptation["base_sources"]["before"], card.adaptation["base_sources"]["after"]
     rows += [
-        f"{'base source ' + s:24}{before[s]['accuracy']:>10.4f}{after[s]['accuracy']:>10.4f}"
+        f"{'base source ' + s:28}{before[s]['accuracy']:>10.4f}{after[s]['accuracy']:>10.4f}"
         for s in after
         if s in before
     ]
+    if adapted["macro_f1"] < base["macro_f1"] - 0.01:
+        rows += ["", "note: macro-F1 fell, so the accuracy gained leans on the more frequent label (see F1 per label)"]
     gain = adapted["accuracy"] - base["accuracy"]
     verdict = (
         f"adapting raised accuracy on your held-out texts by {100 * gain:.1f} points"

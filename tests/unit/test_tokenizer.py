@@ -7,6 +7,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from model_runtime import Predictor, explain
+from model_runtime.explain import CLITIC
 from tests.support import UNIT_TEXTS, make_model_dir
 from training.tokenizer import PAD_ID, UNK_ID, UNK_TOKEN, train_tokenizer, words_of
 from training.vectors import load_glove
@@ -111,17 +112,20 @@ def unit_model(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
         "@united lost my bag again #fail http://t.co/abc?x=1 lmaooo",
         "Grreat caffe, lovd it!!",
         "e\u0301te\u0301 — 東京の映画 is ＧＲＥＡＴ",
+        "I can't, it\u2019s DON'T they'd 'quoted' n't",
         *UNIT_TEXTS,
     ],
 )
 def test_explained_words_map_back_to_the_exact_substrings(unit_model: Predictor, text: str) -> None:
-    """Whole words with code-point offsets into the text as sent, whatever pieces spell them."""
+    """Whole words with code-point offsets into the text as sent, whatever pieces spell them, clitics with
+    their word ("can't", not "ca" and "n't")."""
     explanation = explain(unit_model, text, max_words=256)
     for word in explanation.words:
         assert text[word.start : word.end] == word.text
         assert word.text.strip() == word.text and word.text
     starts = [w.start for w in explanation.words]
     assert starts == sorted(starts)
-    assert len(explanation.words) == len(
-        list(unit_model.tokenizer.pre_tokenizer.pre_tokenize_str(unit_model.tokenizer.normalizer.normalize_str(text)))
-    )
+    words = unit_model.tokenizer.pre_tokenizer.pre_tokenize_str(unit_model.tokenizer.normalizer.normalize_str(text))
+    joined = [i for i in range(1, len(words)) if CLITIC.fullmatch(words[i][0]) and words[i - 1][1][1] == words[i][1][0]]
+    assert len(explanation.words) == len(words) - len(joined)
+    assert not any(CLITIC.fullmatch(w.text) for w in explanation.words[1:] if text[w.start - 1 : w.start].isalpha())
