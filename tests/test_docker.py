@@ -209,32 +209,17 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
         "BASE_IMAGE": BASE_TAG,
         "COMPOSE_PROJECT_NAME": f"sentimenttest{free_port}",
     }
-    config = subprocess.run([compose, "config"], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=60)
+
+    def run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([compose, *args], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=timeout)
+
+    config = run("config")
     assert config.returncode == 0, config.stderr
-    assert (
-        "sentiment-gpu"
-        in subprocess.run(
-            [compose, "--profile", "gpu", "config", "--services"],
-            cwd=DOCKER,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
-    up = subprocess.run(
-        [compose, "up", "-d", "--no-build", "sentiment"],
-        cwd=DOCKER,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    assert "sentiment-gpu" in run("--profile", "gpu", "config", "--services").stdout
+    up = run("up", "-d", "--no-build", "sentiment", timeout=180)
     try:
         assert up.returncode == 0, up.stderr
         wait_ready(f"http://127.0.0.1:{free_port}", lambda: "compose service never became ready")
     finally:
-        down = subprocess.run(
-            [compose, "down", "--timeout", "25"], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=120
-        )
+        down = run("down", "--timeout", "25", timeout=120)
     assert down.returncode == 0, down.stderr

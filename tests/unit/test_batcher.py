@@ -45,13 +45,19 @@ def roomy() -> CostBudget:
     return CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
 
 
+async def one_batch_running(max_batch_size: int) -> tuple[GatedModel, Batcher[str, str], asyncio.Future[Any]]:
+    """A started batcher whose first batch (one request, "a") is running, held by the gated model."""
+    model = GatedModel()
+    batcher: Batcher[str, str] = Batcher(model, max_batch_size=max_batch_size, max_wait_ms=0, budget=roomy())
+    batcher.start()
+    first = asyncio.ensure_future(batcher.submit(["a"], 1))
+    assert await asyncio.to_thread(model.started.acquire, True, 10)
+    return model, batcher, first
+
+
 def test_requests_queued_while_a_batch_runs_form_the_next_batch_in_order() -> None:
     async def scenario() -> None:
-        model = GatedModel()
-        batcher: Batcher[str, str] = Batcher(model, max_batch_size=4, max_wait_ms=0, budget=roomy())
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["a"], 1))
-        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        model, batcher, first = await one_batch_running(max_batch_size=4)
         queued = [asyncio.ensure_future(batcher.submit([f"t{i}", f"u{i}"], 2)) for i in range(3)]
         await until(lambda: batcher.depth == 6)
         model.release.set()
@@ -68,11 +74,7 @@ def test_requests_queued_while_a_batch_runs_form_the_next_batch_in_order() -> No
 
 def test_a_request_withdrawn_while_queued_is_never_run_and_frees_its_budget() -> None:
     async def scenario() -> None:
-        model = GatedModel()
-        batcher: Batcher[str, str] = Batcher(model, max_batch_size=8, max_wait_ms=0, budget=roomy())
-        batcher.start()
-        first = asyncio.ensure_future(batcher.submit(["a"], 1))
-        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        model, batcher, first = await one_batch_running(max_batch_size=8)
         gone = asyncio.ensure_future(batcher.submit(["gone"], 5))
         kept = asyncio.ensure_future(batcher.submit(["kept"], 1))
         await until(lambda: batcher.depth == 2)
