@@ -112,8 +112,10 @@ class Engine:
         return self._model
 
     def require_ready(self) -> Admission:
-        """The admission of a ready engine; NotReadyError while starting or draining."""
-        if not self.ready or self.admission is None:
+        """The admission of an engine that takes work: ready, or draining until ``drain()`` stops its queue
+        (a request the server accepted after SIGTERM, before it stopped accepting, is still answered);
+        NotReadyError while starting."""
+        if not self.warmed_up or self.admission is None:
             raise NotReadyError(self.state)
         return self.admission
 

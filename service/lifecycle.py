@@ -79,7 +79,10 @@ async def serve(request: Request, scoring: Scoring, engine: Engine) -> Response:
         with admission.slot(scoring.lane):
             work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts)
             result = await until_answered(work, request, settings.request_timeout_s)
-        return scoring.answer(result, context)
+        response = scoring.answer(result, context)
+        if engine.draining:  # the client's next request goes to a process that stays
+            response.headers["connection"] = "close"
+        return response
     except Exception as exc:
         return await failure(request, exc, scoring, engine.settings, engine.metrics)
 

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -147,13 +148,21 @@ def test_every_process_turns_readiness_off_on_sigterm(tiny_model_dir: Path, tmp_
     log = tmp_path / "server.log"
     _, process = launch(tiny_model_dir, log=log, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
     children = server_children(process.pid)
+
+    def entries() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+    deadline = time.monotonic() + 60  # /readyz answered by one process; the other may still be warming up
+    while {e.get("pid") for e in entries() if e["message"] == "ready"} < set(children):
+        assert time.monotonic() < deadline, "not every process became ready"
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     process.wait(30)
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    off = {e.get("pid") for e in entries if e["message"] == "readiness off: shutting down"}
+    logged = entries()
+    off = {e.get("pid") for e in logged if e["message"] == "readiness off: shutting down"}
     assert set(children) <= off, (children, off)
     for pid in children:  # readiness went off before that process drained
-        mine = [e["message"] for e in entries if e.get("pid") == pid]
+        mine = [e["message"] for e in logged if e.get("pid") == pid]
         assert mine.index("readiness off: shutting down") < mine.index("drained; shutting down"), mine
 
 
