@@ -124,8 +124,7 @@ def outcome(exc: BaseException, settings: Settings, metrics: Metrics, invalid_st
         message = f"{exc.reason}; retry in {wait} s"
         reason, error = "queue_full", ApiError(429, "overloaded", message, headers={"Retry-After": str(wait)})
     elif isinstance(exc, NotAcceptingError) or (isinstance(exc, NotReadyError) and exc.state == "draining"):
-        closing = {**retry, "Connection": "close"}  # the client reconnects elsewhere, not on this connection
-        reason, error = "draining", ApiError(503, "not_ready", "the service is shutting down", headers=closing)
+        reason, error = "draining", ApiError(503, "not_ready", "the service is shutting down", headers=retry)
     elif isinstance(exc, NotReadyError):
         reason, error = "not_ready", ApiError(503, "not_ready", "the model is warming up", headers=retry)
     elif isinstance(exc, InferenceError):

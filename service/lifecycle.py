@@ -59,7 +59,16 @@ class Scoring:
 
 
 async def serve(request: Request, scoring: Scoring, engine: Engine) -> Response:
-    """The scoring request's answer; every failure is mapped by service.errors into the protocol's body."""
+    """The scoring request's answer; every failure is mapped by service.errors into the protocol's body.
+    Once the engine drains (SIGTERM), every answer, scored or refused, closes its connection: the client's
+    next request goes to a process that stays."""
+    response = await _answer(request, scoring, engine)
+    if engine.draining:
+        response.headers["connection"] = "close"
+    return response
+
+
+async def _answer(request: Request, scoring: Scoring, engine: Engine) -> Response:
     settings = engine.settings
     try:
         check_api_key(request.headers, settings)
@@ -79,10 +88,7 @@ async def serve(request: Request, scoring: Scoring, engine: Engine) -> Response:
         with admission.slot(scoring.lane):
             work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts)
             result = await until_answered(work, request, settings.request_timeout_s)
-        response = scoring.answer(result, context)
-        if engine.draining:  # the client's next request goes to a process that stays
-            response.headers["connection"] = "close"
-        return response
+        return scoring.answer(result, context)
     except Exception as exc:
         return await failure(request, exc, scoring, engine.settings, engine.metrics)
 

@@ -66,7 +66,7 @@ def _input_tensor(limits: TextLimits) -> dict[str, Any]:
         {"properties": {"shape": {"const": [n]}, "data": {"minItems": n, "maxItems": n}}}
         for n in range(1, limits.max_texts + 1)
     ]
-    tensor = {
+    return {
         "type": "object",
         "required": ["name", "datatype", "shape", "data"],
         "properties": {
@@ -79,7 +79,6 @@ def _input_tensor(limits: TextLimits) -> dict[str, Any]:
         "oneOf": sized,
         "description": f"the texts: shape [n] and n strings, 1 <= n <= {limits.max_texts}",
     }
-    return tensor
 
 
 _REQUESTED_OUTPUT = {
