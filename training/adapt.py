@@ -42,9 +42,9 @@ from training.evaluate import evaluate_examples
 from training.export import export_model, model_from_onnx
 from training.files import read_labelled_rows
 from training.model import BiLSTMClassifier, option
-from training.objective import validation_record
+from training.objective import FULL, POLARITY, label_masks, label_set_nll, source_kinds, validation_record
 from training.readme import render_readme
-from training.sources import split_from_record
+from training.sources import SOURCES_BY_NAME, split_from_record
 
 log = logging.getLogger(__name__)
 ALIASES = {
@@ -119,11 +119,26 @@ def base_data(card: ModelCard) -> Split | None:
         return None
 
 
+def supervision(labels: tuple[str, ...], split: Split) -> dict[str, str]:
+    """What each text's label says while adapting: the base's own sources as they say (rehearsal); the
+    user's file (source "") the full label, except that a file without a neutral text on a base with a
+    neutral label says only which way a text leans, so that adapting on it does not unlearn neutral."""
+    has_neutral = "neutral" in labels and any(labels[ex.label] == "neutral" for ex in split.train)
+    user = FULL if has_neutral or "neutral" not in labels else POLARITY
+    return {**{name: source.supervision for name, source in SOURCES_BY_NAME.items()}, "": user}
+
+
 def fine_tune(
-    model: BiLSTMClassifier, tokenizer: Tokenizer, split: Split, rehearsal: Rehearsal, config: AdaptConfig
+    model: BiLSTMClassifier,
+    tokenizer: Tokenizer,
+    split: Split,
+    rehearsal: Rehearsal,
+    config: AdaptConfig,
+    labels: tuple[str, ...],
 ) -> tuple[BiLSTMClassifier, list[dict[str, Any]]]:
     """The best of the base and each epoch, by accuracy on the user's validation texts; the history."""
     rng = random.Random(config.seed)
+    said = supervision(labels, split)
     # (part, its learning rate relative to the head's, the first epoch it learns in when unfreezing gradually)
     stages: list[tuple[nn.Module, float, int]] = [
         (model.head, 1.0, 1),
@@ -134,14 +149,18 @@ def fine_tune(
     val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
     val_labels = torch.tensor([ex.label for ex in split.validation])
     cpu = torch.device("cpu")
-    best = validation_record(predict_logits(model, val_ids, cpu), val_labels, [""] * len(val_ids))
+    val_sources = [""] * len(val_ids)
+    val_kinds = source_kinds(val_sources, said)
+    best = validation_record(predict_logits(model, val_ids, cpu), val_labels, val_sources, labels, val_kinds)
     best_state, history = copy.deepcopy(model.state_dict()), [{"epoch": 0, **best, "kept": "base"}]
     for epoch in range(1, config.epochs + 1):
         for group, (_, factor, first) in zip(optimizer.param_groups, stages, strict=True):
             group["lr"] = config.learning_rate * factor if not config.unfreeze or epoch >= first else 0.0
         examples = split.train + rehearsal.sample(rng)
         ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in examples])]
-        labels = torch.tensor([ex.label for ex in examples])
+        allowed, compared = label_masks(
+            labels, torch.tensor([ex.label for ex in examples]), source_kinds([ex.source for ex in examples], said)
+        )
         model.train()
         total, started = 0.0, time.perf_counter()
         for rows in tqdm(
@@ -151,13 +170,13 @@ def fine_tune(
             leave=False,
         ):
             batch, lengths = collate([ids[i] for i in rows], cpu)
-            loss = nn.functional.cross_entropy(model(batch, lengths), labels[rows])
+            loss = label_set_nll(model(batch, lengths), allowed[rows], compared[rows]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             total += loss.item() * len(rows)
-        record = validation_record(predict_logits(model, val_ids, cpu), val_labels, [""] * len(val_ids))
+        record = validation_record(predict_logits(model, val_ids, cpu), val_labels, val_sources, labels, val_kinds)
         history.append(
             {"epoch": epoch, "train_loss": total / len(ids), **record, "seconds": time.perf_counter() - started}
         )
@@ -194,11 +213,15 @@ def adapt(
     tokenizer = Tokenizer.from_file(str(base_dir / TOKENIZER_FILE))
     original = base_data(base_card)
     rehearsal = Rehearsal(original.train if original else [], config.rehearsal if original else 0)
-    model, history = fine_tune(model_from_onnx(base_dir / MODEL_FILE), tokenizer, split, rehearsal, config)
+    model, history = fine_tune(model_from_onnx(base_dir / MODEL_FILE), tokenizer, split, rehearsal, config, labels)
     val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
-    calibration = calibrate(
-        model, val_ids, torch.tensor([ex.label for ex in split.validation]), [""] * len(val_ids), torch.device("cpu")
+    val_sources = [""] * len(val_ids)
+    masks = label_masks(
+        labels,
+        torch.tensor([ex.label for ex in split.validation]),
+        source_kinds(val_sources, supervision(labels, split)),
     )
+    calibration = calibrate(model, val_ids, masks, val_sources, torch.device("cpu"))
     name = name or f"{base_card.name}-adapted"
     version = version or f"{base_card.version}+{file_sha256(data)[:8]}"
     report = export_model(

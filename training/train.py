@@ -37,7 +37,16 @@ from training.calibration import calibrate
 from training.config import TrainConfig
 from training.data import Dataset, Example, Split, digest_of_hashes, write_split_manifest
 from training.model import BiLSTMClassifier
-from training.objective import adversarial_loss, source_weights, validation_record
+from training.objective import (
+    FULL,
+    OR_NEUTRAL,
+    POLARITY,
+    adversarial_loss,
+    label_masks,
+    source_kinds,
+    source_weights,
+    validation_record,
+)
 from training.pretrain import load_encoder, pretrain, save_encoder
 from training.tokenizer import train_tokenizer
 from training.vectors import load_glove
@@ -130,11 +139,17 @@ class _Run:
         )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5, patience=0)
         self.train_ids, self.val_ids = encode(self.tokenizer, train_set), encode(self.tokenizer, val_set)
+        self.labels, self.supervision = dataset.labels, dataset.supervision
         self.train_labels, self.train_sources = [ex.label for ex in train_set], [ex.source for ex in train_set]
         self.val_labels = torch.tensor([ex.label for ex in val_set])
         self.val_sources = [ex.source for ex in val_set]
+        self.val_kinds = source_kinds(self.val_sources, self.supervision)
         self.spans = SpanSampler(self.tokenizer, self.train_ids, self.train_labels)
-        self.counterfactuals = Counterfactuals(self.tokenizer, self.train_ids, self.train_labels, self.train_sources)
+        polar = (dataset.labels.index("negative"), dataset.labels.index("positive"))
+        self.neutral = dataset.labels.index("neutral") if "neutral" in dataset.labels else None
+        self.counterfactuals = Counterfactuals(
+            self.tokenizer, self.train_ids, self.train_labels, self.train_sources, polar
+        )
         self.summary = _run_summary(dataset, split, config, self.model, len(train_set), len(val_set))
         self.history: list[dict[str, Any]] = []
         self.best_state: dict[str, torch.Tensor] = {}
@@ -179,18 +194,28 @@ class _Run:
         model.train()
         rng = random.Random(c.seed * 1000 + epoch)
         span_ids, span_labels, parents = self.spans.sample(c.span_fraction, rng)
-        made_ids, made_labels = self.counterfactuals.sample(c.negation_phrases, c.contrast_pairs, rng)
+        made_ids, made_labels, negations = self.counterfactuals.sample(c.negation_phrases, c.contrast_pairs, rng)
         ids_all = self.train_ids + span_ids + made_ids
         labels_all = torch.tensor(self.train_labels + span_labels + made_labels)
         sources = self.train_sources + [self.train_sources[i] for i in parents] + ["counterfactual"] * len(made_ids)
+        # What each label says: a source's own texts as the source says; a span of a polar text only which
+        # way it leans (one sentence of a review may state a plain fact); a negated word the other polarity
+        # or neutral; the clause after "but" which way the pair leans.
+        kinds = (
+            source_kinds(self.train_sources, self.supervision)
+            + [FULL if label == self.neutral else POLARITY for label in span_labels]
+            + [OR_NEUTRAL] * negations
+            + [POLARITY] * (len(made_ids) - negations)
+        )
+        allowed_all, compared_all = label_masks(self.labels, labels_all, kinds)
         weights_all = source_weights(sources, c.source_balance)
         started, seen, total = time.perf_counter(), 0, 0.0
         batches = bucketed_batches([len(x) for x in ids_all], c.batch_size, rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False)
         for rows in bar:
             ids, lens = collate([ids_all[i] for i in rows], self.device)
-            targets, weights = labels_all[rows].to(self.device), weights_all[rows].to(self.device)
-            loss = adversarial_loss(model, ids, lens, targets, weights, c.adversarial_eps, c.label_smoothing)
+            masks = (allowed_all[rows].to(self.device), compared_all[rows].to(self.device))
+            loss = adversarial_loss(model, ids, lens, masks, weights_all[rows].to(self.device), c.adversarial_eps)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
             nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
@@ -205,7 +230,7 @@ class _Run:
             "train_texts": seen,
             "span_texts": len(span_ids),
             "counterfactual_texts": len(made_ids),
-            **validation_record(logits, self.val_labels, self.val_sources),
+            **validation_record(logits, self.val_labels, self.val_sources, self.labels, self.val_kinds),
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_reviews_per_s": seen / seconds,
             "train_seconds": seconds,
@@ -241,7 +266,8 @@ class _Run:
     def finish(self) -> TrainResult:
         """The best epoch's network, calibrated on the validation split; the run's record written."""
         self.model.load_state_dict(self.best_state)
-        calibration = calibrate(self.model, self.val_ids, self.val_labels, self.val_sources, self.device)
+        masks = label_masks(self.labels, self.val_labels, self.val_kinds)
+        calibration = calibrate(self.model, self.val_ids, masks, self.val_sources, self.device)
         h = self.history
         self.summary["training"] = {
             "device": str(self.device),

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import BINARY_MODEL
 from training.data import (
+    SENTIMENT_LABELS,
     DataError,
     Dataset,
     Split,
@@ -43,14 +45,42 @@ def test_every_source_loads_and_reports_what_it_kept_and_dropped(corpus: Dataset
         assert all(step in CLEANERS for step in source.cleaning)
         assert source.describe()["file_sha256"] == source.describe()["file_sha256"]  # hashable, stable
     assert corpus.report["imdb"]["kept"] + corpus.report["imdb"]["exact duplicate or conflicting labels"] == 25_000
-    assert corpus.report["tweets"]["label not mapped (neutral or other)"] > 10_000  # neutral is left out
+    neutral = SENTIMENT_LABELS.index("neutral")
+    assert sum(ex.source == "tweets" and ex.label == neutral for ex in corpus.examples) > 10_000
     assert corpus.report["tweets"]["confidence below 0.6"] > 0
-    assert corpus.labels == ("negative", "positive")
+    assert corpus.labels == ("negative", "neutral", "positive")
+    for name in ("encyclopedia", "news", "dialogue"):  # neutral by their kind, but for the measured rule
+        assert {ex.label for ex in corpus.examples if ex.source == name} == {neutral}
+        assert corpus.report[name]["uses a polar word of the polar sources"] > 0
+    assert corpus.supervision["rotten_tomatoes"] == "polarity" and corpus.supervision["imdb"] == "full"
+
+
+def test_neutral_texts_leave_the_polar_texts_and_their_splits_as_model_3_had_them(corpus_split: Split) -> None:
+    """The polar tweets and drug reviews are split exactly as the binary model 3.0.0 had them (its own
+    splits.tsv), however many neutral texts their sources now also give."""
+    for source in ("tweets", "drug_reviews"):
+        recorded = read_split_manifest(BINARY_MODEL / "splits.tsv", source)
+        for name, part in corpus_split.parts().items():
+            polar = {
+                text_sha256(ex.text) for ex in part if ex.source == source and SENTIMENT_LABELS[ex.label] != "neutral"
+            }
+            assert polar == recorded[name], (source, name)
+
+
+def test_the_neutral_rule_drops_texts_that_use_polar_words(corpus: Dataset) -> None:
+    from training.sources import words
+
+    kept = [ex.text for ex in corpus.examples if ex.source == "news"]
+    assert kept and not any({"terrible", "wonderful", "awful"} & words(t) for t in kept)
 
 
 def test_cleaning_repairs_entities_and_drops_undecodable_debris() -> None:
     tweets, _ = load_source(SOURCES_BY_NAME["tweets"])
-    assert not any("\ufffd" in ex.text or "&amp;" in ex.text for ex in tweets)
+    assert not any("\ufffd" in ex.text for ex in tweets)
+    # One unescaping, as every model since 3.0.0 learned them; one neutral tweet is escaped twice at source.
+    assert [ex.text for ex in tweets if "&amp;" in ex.text] == [
+        "RT @slashdot: Ford Self-Driving R&amp;D Car Tells Small Animal From Paper Bag At 200 Ft. http://t.co/bwUKrmoZnW"
+    ]
     reviews, _ = load_source(SOURCES_BY_NAME["drug_reviews"])
     assert not any(ex.text.startswith('"') or "&#039;" in ex.text for ex in reviews)
 
