@@ -2,8 +2,10 @@
 
 The bottom layer of the project. It knows the model-directory contract (file names, graph inputs and
 outputs, special token ids, padding, file hashes), the typed model card, the ``Predictor`` (one
-onnxruntime session and one tokenizer) and occlusion explanations. It imports numpy, onnxruntime and
-tokenizers only: no web framework, no torch, and nothing of ``training``, ``service`` or the client.
+onnxruntime session and one tokenizer), occlusion explanations, and what a text is before it is scored: its
+sentences (``split_sentences``) and its language (``Language``). It imports numpy, onnxruntime, tokenizers,
+a sentence splitter and two language detectors only: no web framework, no torch, and nothing of
+``training``, ``service`` or the client.
 """
 
 from model_runtime.card import CardError, FileEntry, ModelCard, read_card, write_card
@@ -22,8 +24,11 @@ from model_runtime.contract import (
     length_groups,
     pad_ids,
 )
+from model_runtime.documents import MIXED, document_verdict
 from model_runtime.explain import Explanation, WordWeight, explain
+from model_runtime.language import Language, LanguageDetector
 from model_runtime.predictor import ModelLoadError, Prediction, Predictor
+from model_runtime.sentences import split_sentences
 from model_runtime.session import CPU_PROVIDER, CUDA_PROVIDER, Provider, available_cpus, session_options
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "INPUT_IDS",
     "LENGTHS",
     "LOGITS",
+    "MIXED",
     "MODEL_FILE",
     "PAD_ID",
     "PROBABILITIES",
@@ -42,6 +48,8 @@ __all__ = [
     "CardError",
     "Explanation",
     "FileEntry",
+    "Language",
+    "LanguageDetector",
     "ModelCard",
     "ModelLoadError",
     "Prediction",
@@ -49,11 +57,13 @@ __all__ = [
     "Provider",
     "WordWeight",
     "available_cpus",
+    "document_verdict",
     "explain",
     "file_sha256",
     "length_groups",
     "pad_ids",
     "read_card",
     "session_options",
+    "split_sentences",
     "write_card",
 ]

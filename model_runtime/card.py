@@ -36,6 +36,7 @@ class ModelCard:
     files: dict[str, FileEntry]
     created: str = ""
     task: str = "sentiment classification (single label)"
+    languages: list[str] = field(default_factory=lambda: ["en"])  # ISO 639-1 codes of the texts it learned from
     truncation: dict[str, str] = field(default_factory=dict)
     tokenizer: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)

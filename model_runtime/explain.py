@@ -70,7 +70,8 @@ def explain(
             delta = (log_odds[0] - log_odds[1 + k - first]).round(4).tolist()
             weights = dict(zip(predictor.labels, delta, strict=True))
         words.append(WordWeight(text[start:end], start, end, weights))
-    return Explanation(predictor.prediction(probs[0].tolist(), encoding), words, len(spans) - first, first > 0)
+    prediction = predictor.prediction(probs[0].tolist(), encoding, predictor.language(text))
+    return Explanation(prediction, words, len(spans) - first, first > 0)
 
 
 def _word_spans(text: str, word_ids: list[int | None], offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -29,6 +29,7 @@ from model_runtime.contract import (
     length_groups,
     pad_ids,
 )
+from model_runtime.language import Language, LanguageDetector
 from model_runtime.session import (
     CUDA_PROVIDER,
     Provider,
@@ -59,6 +60,7 @@ class Prediction:
     probabilities: dict[str, float]
     tokens: int  # tokens the model scored (after truncation)
     truncated: bool
+    language: Language | None = None  # which language the text appears to be in, and whether it is supported
 
 
 class Predictor:
@@ -75,6 +77,8 @@ class Predictor:
         self.labels: tuple[str, ...] = tuple(card.labels)
         self.max_tokens = card.max_tokens
         self.provider: str = session.get_providers()[0]
+        self.languages: tuple[str, ...] = tuple(card.languages)
+        self._detector = LanguageDetector(self.languages)
 
     @classmethod
     def load(
@@ -130,6 +134,10 @@ class Predictor:
         """Token ids (no character offsets: computing them costs a fifth of the tokenizer's time)."""
         return self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
 
+    def language(self, text: str) -> Language:
+        """The language ``text`` appears to be in, and whether this model supports it (model_runtime.language)."""
+        return self._detector.detect(text)
+
     def probabilities(self, ids: list[list[int]]) -> FloatArray:
         """(B, C) probabilities for token-id lists, run as one padded batch."""
         batch, lengths = pad_ids(ids)
@@ -149,7 +157,10 @@ class Predictor:
         encodings = self.encode(texts)
         ids = [enc.ids for enc in encodings]
         probs = self.grouped_probabilities(ids, max_batch_tokens, max_batch_size, map_groups=map_groups)
-        return [self.prediction(p, enc) for p, enc in zip(probs.tolist(), encodings, strict=True)]
+        return [
+            self.prediction(p, enc, self.language(text))
+            for p, enc, text in zip(probs.tolist(), encodings, texts, strict=True)
+        ]
 
     def grouped_probabilities(
         self,
@@ -170,7 +181,7 @@ class Predictor:
             probs[rows] = result
         return probs
 
-    def prediction(self, probs: list[float], encoding: Encoding) -> Prediction:
+    def prediction(self, probs: list[float], encoding: Encoding, language: Language | None = None) -> Prediction:
         best = max(range(len(probs)), key=probs.__getitem__)
         return Prediction(
             label=self.labels[best],
@@ -178,6 +189,7 @@ class Predictor:
             probabilities=dict(zip(self.labels, probs, strict=True)),
             tokens=len(encoding.ids),
             truncated=bool(encoding.overflowing),
+            language=language,
         )
 
     def warm_up(self) -> None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from model_runtime import Predictor
 from service import admin, web
-from service.adapters import oip, oip_schema, ours
+from service.adapters import documents, oip, oip_schema, ours
 from service.config import SERVICE_VERSION, Settings
 from service.engine import Engine, load_model
 from service.errors import install_error_handlers
@@ -20,7 +20,7 @@ from service.lifecycle import ScoringRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.openapi import document_scoring_routes, with_request_schemas
-from service.schemas import make_predict_request
+from service.schemas import make_analyze_request, make_predict_request
 from service.swap import install_signal_handlers
 from service.validation import TextLimits
 
@@ -48,13 +48,18 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         lifespan=lifespan,
     )
     app.state.engine, app.state.metrics = engine, metrics
-    scoring = {**ours.scoring_routes(settings), **oip.scoring_routes(settings)}
+    scoring = {
+        **ours.scoring_routes(settings, engine),
+        **documents.scoring_routes(settings, engine),
+        **oip.scoring_routes(settings, engine),
+    }
     document_scoring_routes(app, scoring)
     web.register(app)
     app.include_router(oip.router)
     request_models: list[type[BaseModel]] = [
         make_predict_request(settings.max_client_batch, settings.max_text_chars),
         make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest"),
+        make_analyze_request(settings.max_documents, settings.max_document_chars),
     ]
     if settings.admin_key is not None:  # no key, no route: the swap cannot even be probed
         admin.register_admin(app)

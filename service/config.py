@@ -99,6 +99,23 @@ class Settings(BaseSettings):
         le=4096,
         description="most tokens per text /explain weighs (the last ones); each costs one extra model row",
     )
+    max_documents: int = Field(32, ge=1, le=10_000, description="most documents in one /analyze request")
+    max_document_chars: int = Field(100_000, ge=1, description="most characters in one /analyze document")
+    max_sentences: int = Field(
+        1024, ge=1, le=100_000, description="most sentences in one /analyze request, all documents together"
+    )
+    mixed_threshold: float = Field(
+        0.8,
+        gt=0.5,
+        le=1.0,
+        description="/analyze calls a document mixed when one sentence is at least this sure of positive and "
+        "another of negative (docs/documents.md: chosen by measurement)",
+    )
+    unsupported_language: Literal["flag", "refuse"] = Field(
+        "flag",
+        description="a text in a language the model does not support: scored and flagged, or refused (422 "
+        "naming the text on /predict and /v2, that document's error on /analyze)",
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
 
     # Access and server

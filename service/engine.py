@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from model_runtime import CUDA_PROVIDER, Explanation, Prediction, Predictor, available_cpus, explain
+from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
 from service.admission import Admission, RateMeter
 from service.batcher import Batcher, BatchStats, CostBudget, NotAcceptingError, SideLane
 from service.config import Settings
@@ -155,8 +155,14 @@ class Engine:
     # ---------------------------------------------------------------------------------------- work
 
     async def predict(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
-        """Predictions in order, and the model that made them."""
+        """Predictions in order, and the model that made them (no texts: none, by the model in service)."""
+        if not texts:
+            return self.model, []
         return await self.batcher.submit(texts, sum(map(self.require_ready().text_cost, texts)))
+
+    def language(self, text: str) -> Language:
+        """The language ``text`` appears to be in, and whether the model in service supports it."""
+        return self.model.language(text)
 
     async def explain(self, texts: list[str]) -> tuple[Predictor, list[Explanation]]:
         """Explanations on their own lane, which gives way to queued predictions between model runs."""
@@ -183,10 +189,23 @@ class Engine:
             alone = self._batches_running == 1
         try:
             spread = self._model_runs.map if alone and self._model_runs else map
-            return predictor, predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
+            predictions = predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
+            self._count_languages(predictions)
+            return predictor, predictions
         finally:
             with self._batches_lock:
                 self._batches_running -= 1
+
+    def _count_languages(self, predictions: list[Prediction]) -> None:
+        counts = {"yes": 0, "no": 0, "unknown": 0}
+        for p in predictions:
+            language = p.language
+            counts[
+                "unknown" if language is None or language.code is None else "yes" if language.supported else "no"
+            ] += 1
+        for supported, count in counts.items():
+            if count:
+                self.metrics.texts_by_language.labels(supported).inc(count)
 
     def _observe_batch(self, texts: int, cost: float, seconds: float, waited: float) -> None:
         self.rate.observe(cost, seconds)

@@ -56,6 +56,13 @@ class BodyTimeout(Exception):
     """The request body did not arrive within SENTIMENT_BODY_TIMEOUT_S."""
 
 
+def check_json_media_type(headers: Any) -> None:
+    """415 unless the body is declared JSON (application/json or a +json type; JSON when not declared)."""
+    media_type = headers.get("content-type", "application/json").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, not {media_type!r}")
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(content), status_code=status, headers=headers, media_type="application/json")
 

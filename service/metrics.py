@@ -45,6 +45,13 @@ class Metrics:
             "sentiment_queue_depth", "texts waiting for a batch", registry=r, multiprocess_mode="livesum"
         )
         self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
+        self.texts_by_language = Counter(
+            "sentiment_texts_by_language",
+            "texts scored (an /analyze sentence is one), by whether the model supports the language they appear "
+            "to be in: yes, no, or unknown (too short to tell)",
+            ["supported"],
+            registry=r,
+        )
         self.model_swaps = Counter(
             "sentiment_model_swaps", "model swaps by result (ok, failed)", ["result"], registry=r
         )

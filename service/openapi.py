@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from service.adapters.oip_schema import INFER_ANSWERS, INFER_OK
 from service.lifecycle import Scoring, serve
-from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
+from service.schemas import AnalyzeResponse, ErrorResponse, ExplainResponse, PredictResponse
 
 SCORING_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
@@ -40,6 +40,15 @@ ROUTE_DOCS: dict[str, dict[str, Any]] = {
         "response_model": ExplainResponse,
         "responses": SCORING_ERRORS,
         "request": "ExplainRequest",
+    },
+    "/analyze": {
+        "summary": "Read documents sentence by sentence: each sentence's label with its offsets, and a verdict",
+        "description": "Splits each document into sentences, scores them all in one job, and gives each "
+        "document a verdict (one of the model's labels, or mixed) and its language. A document that cannot be "
+        "scored gets its own error and the others are scored. Offsets count Unicode code points.",
+        "response_model": AnalyzeResponse,
+        "responses": SCORING_ERRORS,
+        "request": "AnalyzeRequest",
     },
     "/v2/models/{name}/infer": {
         "summary": "Inference: texts in, labels, scores and probabilities out",

@@ -11,22 +11,24 @@ from typing import (
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from typing_extensions import TypedDict
 
-from model_runtime import Explanation, Prediction, Predictor
+from model_runtime import Explanation, Language, Prediction, Predictor
 from model_runtime.contract import SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
 from service.config import Settings
 from service.validation import NOT_ONLY_WHITESPACE
 
+DOCUMENT_EXAMPLE = "The staff were friendly. The room was dirty and the wifi never worked."
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
 
 
 def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
     """Publish the real contract: exactly one of the two fields, neither of them null."""
-    for name in ("text", "texts"):
+    names = list(schema["properties"])
+    for name in names:
         prop = schema["properties"][name]
         prop.pop("default", None)
         non_null = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
         prop.update(non_null[0])
-    schema["oneOf"] = [{"required": ["text"]}, {"required": ["texts"]}]
+    schema["oneOf"] = [{"required": [name]} for name in names]
 
 
 class PredictRequestBase(BaseModel):
@@ -66,6 +68,29 @@ def make_predict_request(
     )
 
 
+def make_analyze_request(max_documents: int, max_document_chars: int) -> type[PredictRequestBase]:
+    """The /analyze request model. A document that cannot be scored (empty, too long) is that document's
+    error in a 200 answer, so the schema leaves the strings themselves open."""
+    return create_model(
+        "AnalyzeRequest",
+        __base__=PredictRequestBase,
+        text=(str | None, Field(None, description="one document", examples=[DOCUMENT_EXAMPLE])),
+        documents=(
+            list[str] | None,
+            Field(
+                None,
+                min_length=1,
+                max_length=max_documents,
+                description=f"1 to {max_documents} documents; one longer than {max_document_chars:,} characters, or "
+                "with no sentence, comes back as that document's error",
+                examples=[[DOCUMENT_EXAMPLE, "Das Essen war kalt."]],
+            ),
+        ),
+        __doc__="Give exactly one of `text` or `documents`, neither null. Documents come back in input order, "
+        "each read sentence by sentence.",
+    )
+
+
 # Responses: one typed shape each, used both to build the body (plain dicts, serialised by orjson on the hot
 # path) and, through FastAPI's response_model, to document it.
 
@@ -83,17 +108,38 @@ class ModelRef(TypedDict):
     ]
 
 
+PROBABILITIES_EXAMPLE = {"negative": 0.02, "neutral": 0.05, "positive": 0.93}
+
+
+class LanguageOut(TypedDict):
+    code: Annotated[
+        str | None,
+        Field(
+            description="ISO 639-1 code of the language the text appears to be in; null when it is too short to tell",
+            examples=["en"],
+        ),
+    ]
+    supported: Annotated[
+        bool,
+        Field(
+            description="whether the model learned this language (a text too short to tell counts as supported)",
+            examples=[True],
+        ),
+    ]
+
+
 class PredictionOut(TypedDict):
     label: Annotated[str, Field(description="the most probable label", examples=["positive"])]
-    score: Annotated[float, Field(description="probability of `label`", examples=[0.97])]
+    score: Annotated[float, Field(description="probability of `label`", examples=[0.93])]
     probabilities: Annotated[
         dict[str, float],
-        Field(description="one probability per label; they sum to 1", examples=[{"negative": 0.03, "positive": 0.97}]),
+        Field(description="one probability per label of the model; they sum to 1", examples=[PROBABILITIES_EXAMPLE]),
     ]
     tokens: Annotated[int, Field(description="tokens the model scored (after truncation)", examples=[182])]
     truncated: Annotated[
         bool, Field(description="the text was longer than the model's max tokens and was cut", examples=[False])
     ]
+    language: LanguageOut
 
 
 class PredictResponse(TypedDict):
@@ -117,7 +163,7 @@ class WordWeightOut(TypedDict):
         Field(
             description="per label: how much this word raised that label's log-odds (log-odds with the word minus "
             "without it); null for words before the explained window",
-            examples=[{"negative": -2.5, "positive": 2.5}],
+            examples=[{"negative": -2.5, "neutral": -1.1, "positive": 2.5}],
         ),
     ]
 
@@ -141,6 +187,54 @@ class ExplainResponse(TypedDict):
     explanations: list[ExplanationOut]
 
 
+class SentenceOut(TypedDict):
+    offset: Annotated[
+        int,
+        Field(description="where the sentence starts in the document, in Unicode code points", examples=[0]),
+    ]
+    length: Annotated[
+        int, Field(description="its length in code points: document[offset:offset+length]", examples=[24])
+    ]
+    text: Annotated[str, Field(description="the sentence as written", examples=["The staff were friendly."])]
+    label: Annotated[str, Field(examples=["positive"])]
+    probabilities: Annotated[dict[str, float], Field(examples=[PROBABILITIES_EXAMPLE])]
+
+
+class DocumentError(TypedDict):
+    code: Annotated[
+        str, Field(examples=["empty_document"], description="empty_document, document_too_long or unsupported_language")
+    ]
+    message: Annotated[str, Field(examples=["documents[1] has no sentence to score"])]
+
+
+class DocumentOut(TypedDict):
+    index: Annotated[int, Field(description="the document's place in the request", examples=[0])]
+    label: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="the document's verdict: one of the model's labels, or mixed (one sentence sure of "
+                "positive and another of negative)",
+                examples=["mixed"],
+            ),
+        ]
+    ]
+    probabilities: NotRequired[
+        Annotated[
+            dict[str, float],
+            Field(description="the sentences' probabilities, weighed by their tokens and how much opinion they carry"),
+        ]
+    ]
+    language: NotRequired[LanguageOut]
+    sentences: NotRequired[list[SentenceOut]]
+    error: NotRequired[Annotated[DocumentError, Field(description="why this document was not scored")]]
+
+
+class AnalyzeResponse(TypedDict):
+    model: ModelRef
+    documents: list[DocumentOut]
+
+
 class ErrorDetail(TypedDict):
     field: Annotated[str | None, Field(description="where in the request body, e.g. texts[3]", examples=["texts"])]
     message: Annotated[str, Field(examples=["List should have at most 64 items after validation, not 65"])]
@@ -162,6 +256,7 @@ class ModelInfo(TypedDict):
     version: str
     base: NotRequired[BaseRef]
     labels: list[str]
+    languages: Annotated[list[str], Field(description="ISO 639-1 codes of the languages the model supports")]
     max_tokens: int
     truncation: dict[str, str]
     provider: Annotated[
@@ -190,6 +285,12 @@ def model_ref(predictor: Predictor) -> ModelRef:
     return ref
 
 
+def language_out(language: Language | None) -> LanguageOut:
+    if language is None:
+        return {"code": None, "supported": True}
+    return {"code": language.code, "supported": language.supported}
+
+
 def prediction_out(p: Prediction) -> PredictionOut:
     return {
         "label": p.label,
@@ -197,6 +298,7 @@ def prediction_out(p: Prediction) -> PredictionOut:
         "probabilities": p.probabilities,
         "tokens": p.tokens,
         "truncated": p.truncated,
+        "language": language_out(p.language),
     }
 
 
@@ -225,6 +327,7 @@ def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
     return {
         **model_ref(predictor),
         "labels": list(predictor.labels),
+        "languages": list(predictor.languages),
         "max_tokens": predictor.max_tokens,
         "truncation": card.truncation,
         "provider": predictor.provider,
@@ -237,5 +340,8 @@ def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
             "max_explain_texts": settings.max_explain_texts,
             "max_explain_tokens": settings.max_explain_tokens,
             "max_body_bytes": settings.max_body_bytes,
+            "max_documents": settings.max_documents,
+            "max_document_chars": settings.max_document_chars,
+            "max_sentences": settings.max_sentences,
         },
     }

@@ -10,10 +10,13 @@ is a text; a text of one U+FEFF, a byte-order mark, is not.) Every refusal names
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from model_runtime import Language
 
 NOT_ONLY_WHITESPACE = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 _NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
@@ -27,20 +30,37 @@ class InvalidInput(ValueError):
         self.field, self.message = field, message
 
 
+LanguageOf = Callable[[str], Language]
+
+
 @dataclass(frozen=True)
 class TextLimits:
     max_texts: int
     max_chars: int
+    # Set when SENTIMENT_UNSUPPORTED_LANGUAGE=refuse: a text the model's language check calls unsupported
+    # is invalid input, on every protocol alike.
+    refuse_language: LanguageOf | None = None
 
 
-def check_text(value: Any, field: str, max_chars: int) -> str:
+def check_text(value: Any, field: str, max_chars: int, refuse_language: LanguageOf | None = None) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, not {json_type(value)}")
     if len(value) > max_chars:
         raise InvalidInput(field, f"has {len(value):,} characters; the limit is {max_chars:,}")
     if not _NOT_ONLY_WHITESPACE.search(value):
         raise InvalidInput(field, "must contain at least one non-whitespace character")
+    if refuse_language is not None:
+        check_language(refuse_language(value), field)
     return value
+
+
+def check_language(language: Language, field: str) -> None:
+    if not language.supported:
+        raise InvalidInput(
+            field,
+            f"appears to be in language {language.code!r}, which the model does not support; this server refuses "
+            "such texts (SENTIMENT_UNSUPPORTED_LANGUAGE=refuse)",
+        )
 
 
 def check_count(count: int, field: str, limits: TextLimits) -> None:
@@ -53,7 +73,7 @@ def check_texts(values: Any, field: str, limits: TextLimits) -> list[str]:
     if not isinstance(values, list):
         raise InvalidInput(field, f"must be an array of strings, not {json_type(values)}")
     check_count(len(values), field, limits)
-    return [check_text(v, f"{field}[{i}]", limits.max_chars) for i, v in enumerate(values)]
+    return [check_text(v, f"{field}[{i}]", limits.max_chars, limits.refuse_language) for i, v in enumerate(values)]
 
 
 def json_type(value: Any) -> str:

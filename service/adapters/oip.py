@@ -1,9 +1,11 @@
 """The Open Inference Protocol (KServe V2 REST), beside the service's own JSON, over the same lifecycle,
 limits, authentication and metrics.
 
-One input, a ``BYTES`` tensor of shape ``[n]`` holding the texts; three outputs: ``label`` (``BYTES``,
-``[n]``), ``score`` (``FP32``, ``[n]``) and ``probabilities`` (``FP32``, ``[n, labels]``, in the label
-order the metadata gives). Tensor data comes as JSON or with the protocol's binary-data extension
+One input, a ``BYTES`` tensor of shape ``[n]`` holding the texts; five outputs: ``label`` (``BYTES``,
+``[n]``), ``score`` (``FP32``, ``[n]``), ``probabilities`` (``FP32``, ``[n, labels]``, in the label
+order the metadata gives), ``language`` (``BYTES``, ``[n]``: the ISO 639-1 code the text appears to be in,
+"" when too short to tell) and ``language_supported`` (``BOOL``, ``[n]``). Tensor data comes as JSON or
+with the protocol's binary-data extension
 (``Inference-Header-Content-Length``; what ``tritonclient`` sends by default), and outputs are returned
 the same way when asked. Every malformed request is a 400 naming the field, in the protocol's error body
 ``{"error": "..."}``; the texts go through the same validator as every other protocol's. The declared
@@ -211,7 +213,7 @@ def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[st
     if not isinstance(data, list) or len(data) != count:
         found = len(data) if isinstance(data, list) else json_type(data)
         raise InvalidInput("inputs[0].data", f"shape [{count}] but {found} values")
-    return [check_text(text, f"{INPUT}[{i}]", limits.max_chars) for i, text in enumerate(data)]
+    return [check_text(text, f"{INPUT}[{i}]", limits.max_chars, limits.refuse_language) for i, text in enumerate(data)]
 
 
 def _binary_strings(binary: bytes, size: int, count: int) -> list[str]:
@@ -252,6 +254,12 @@ def _response(
             [n, len(labels)],
             np.array([[p.probabilities[x] for x in labels] for p in predictions], dtype=np.float32),
         ),
+        "language": ("BYTES", [n], [(p.language.code if p.language else None) or "" for p in predictions]),
+        "language_supported": (
+            "BOOL",
+            [n],
+            np.array([p.language is None or p.language.supported for p in predictions]),
+        ),
     }
     entries, blobs = [], []
     for name, binary in outputs:
@@ -280,11 +288,14 @@ def _response(
 def _encode_binary(datatype: str, values: Any) -> bytes:
     if datatype == "BYTES":
         return b"".join(struct.pack("<I", len(b)) + b for b in (v.encode("utf-8") for v in values))
+    if datatype == "BOOL":
+        return bytes(np.ascontiguousarray(values, dtype=np.bool_).tobytes())
     return bytes(np.ascontiguousarray(values, dtype="<f4").tobytes())
 
 
-def scoring_routes(settings: Settings) -> dict[tuple[str, str], Scoring]:
-    limits = TextLimits(settings.max_client_batch, settings.max_text_chars)
+def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:
+    refuse = engine.language if settings.unsupported_language == "refuse" else None
+    limits = TextLimits(settings.max_client_batch, settings.max_text_chars, refuse)
 
     def parse(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], Any]:
         header, binary = _split_body(body, headers)

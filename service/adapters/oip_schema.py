@@ -10,7 +10,7 @@ from typing_extensions import TypedDict
 from service.validation import NOT_ONLY_WHITESPACE, TextLimits
 
 INPUT = "text"
-OUTPUTS = ("label", "score", "probabilities")
+OUTPUTS = ("label", "score", "probabilities", "language", "language_supported")
 
 
 def tensor_metadata(labels: int) -> dict[str, list[dict[str, Any]]]:
@@ -21,6 +21,8 @@ def tensor_metadata(labels: int) -> dict[str, list[dict[str, Any]]]:
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "score", "datatype": "FP32", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, labels]},
+            {"name": "language", "datatype": "BYTES", "shape": [-1]},
+            {"name": "language_supported", "datatype": "BOOL", "shape": [-1]},
         ],
     }
 
@@ -120,7 +122,7 @@ _RESPONSE = {
                 "required": ["name", "datatype", "shape"],
                 "properties": {
                     "name": {"enum": list(OUTPUTS)},
-                    "datatype": {"enum": ["BYTES", "FP32"]},
+                    "datatype": {"enum": ["BYTES", "FP32", "BOOL"]},
                     "shape": {"type": "array", "items": {"type": "integer"}},
                     "data": {"type": "array"},
                     "parameters": {"type": "object"},

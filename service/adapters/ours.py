@@ -15,7 +15,8 @@ from starlette.responses import Response
 
 from model_runtime import Explanation, Prediction, Predictor
 from service.config import Settings
-from service.errors import ApiError, json_response, ours
+from service.engine import Engine
+from service.errors import check_json_media_type, json_response, ours
 from service.lifecycle import Scoring
 from service.schemas import explain_response, predict_response
 from service.validation import InvalidInput, TextLimits, check_text, check_texts, json_object
@@ -25,9 +26,7 @@ FIELDS = ("text", "texts")
 
 def texts_of(body: bytes, headers: Headers, limits: TextLimits) -> list[str]:
     """The texts of a ``{"text"}`` or ``{"texts"}`` body, validated (service.validation)."""
-    media_type = headers.get("content-type", "application/json").partition(";")[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, not {media_type!r}")
+    check_json_media_type(headers)
     data = json_object(body)
     for name in data:
         if name not in FIELDS:
@@ -35,13 +34,14 @@ def texts_of(body: bytes, headers: Headers, limits: TextLimits) -> list[str]:
     if len(data) != 1:
         raise InvalidInput(None, "give exactly one of 'text' (a string) or 'texts' (an array of strings)")
     if "text" in data:
-        return [check_text(data["text"], "text", limits.max_chars)]
+        return [check_text(data["text"], "text", limits.max_chars, limits.refuse_language)]
     return check_texts(data["texts"], "texts", limits)
 
 
-def scoring_routes(settings: Settings) -> dict[tuple[str, str], Scoring]:
-    predict_limits = TextLimits(settings.max_client_batch, settings.max_text_chars)
-    explain_limits = TextLimits(settings.max_explain_texts, settings.max_text_chars)
+def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:
+    refuse = engine.language if settings.unsupported_language == "refuse" else None
+    predict_limits = TextLimits(settings.max_client_batch, settings.max_text_chars, refuse)
+    explain_limits = TextLimits(settings.max_explain_texts, settings.max_text_chars, refuse)
 
     def parse_predict(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], None]:
         return texts_of(body, headers, predict_limits), None

@@ -13,6 +13,8 @@ from starlette.datastructures import Headers
 
 from service.adapters import oip, ours
 from service.config import Settings
+from service.engine import Engine
+from service.metrics import Metrics
 from service.validation import InvalidInput, TextLimits, check_texts, json_object
 
 LIMITS = TextLimits(max_texts=4, max_chars=20)
@@ -98,7 +100,8 @@ def binary_body(elements: list[bytes], declared: int | None = None, shape: Any =
 
 
 def infer(body: bytes, headers: Headers) -> list[str]:
-    routes = oip.scoring_routes(Settings(max_client_batch=LIMITS.max_texts, max_text_chars=LIMITS.max_chars))
+    settings = Settings(max_client_batch=LIMITS.max_texts, max_text_chars=LIMITS.max_chars)
+    routes = oip.scoring_routes(settings, Engine(settings, Metrics()))
     texts, _ = next(iter(routes.values())).parse(body, headers, {"name": "m"})
     return texts
 

@@ -1,0 +1,44 @@
+"""A document's verdict from its sentences' predictions: one documented rule, whatever the model's labels.
+
+- The document's probabilities are the mean of its sentences' probabilities, each sentence weighing its
+  tokens times how much opinion it carries (1 - P(neutral); 1 for a model without a neutral label): a
+  review of eight plot sentences and two verdicts reads as its verdicts, and a long sentence counts more
+  than a short one.
+- Its label is the most probable label of that mean, except ``mixed``: at least one sentence at least
+  ``mixed_threshold`` sure of positive (the model's last polar label) and another as sure of negative.
+
+The threshold was chosen by measurement on hand-written documents and the review test splits
+(docs/documents.md, ``python -m bench.documents``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from model_runtime.predictor import Prediction
+
+MIXED = "mixed"
+
+
+def document_verdict(
+    sentences: Sequence[Prediction], labels: tuple[str, ...], mixed_threshold: float
+) -> tuple[str, dict[str, float]]:
+    """(label, probabilities) of a document from its sentences' predictions (at least one)."""
+    negative, positive = polar_labels(labels)
+    weights = [max(p.tokens, 1) * (1.0 - p.probabilities.get("neutral", 0.0)) + 1e-6 for p in sentences]
+    total = sum(weights)
+    probabilities = {
+        label: sum(w * p.probabilities[label] for w, p in zip(weights, sentences, strict=True)) / total
+        for label in labels
+    }
+    sure = {side: any(p.probabilities[side] >= mixed_threshold for p in sentences) for side in (negative, positive)}
+    if sure[negative] and sure[positive]:
+        return MIXED, probabilities
+    return max(labels, key=probabilities.__getitem__), probabilities
+
+
+def polar_labels(labels: tuple[str, ...]) -> tuple[str, str]:
+    """The negative and positive labels: named so, or the first and the last."""
+    if "negative" in labels and "positive" in labels:
+        return "negative", "positive"
+    return labels[0], labels[-1]

@@ -1,0 +1,125 @@
+"""``POST /analyze``: documents read sentence by sentence, with a verdict per document.
+
+A body is ``{"documents": ["...", ...]}`` or ``{"text": "..."}``. Each document is checked on its own: one
+that cannot be scored (empty, longer than SENTIMENT_MAX_DOCUMENT_CHARS, or in a language the model does not
+support when the server refuses those) gets its own ``error`` in the 200 answer and the others are scored;
+a request that is wrong as a whole (not JSON, no documents, too many, a document that is not a string, more
+sentences than SENTIMENT_MAX_SENTENCES in all) is a 422 like every other. The sentences of all documents go
+to the engine as one job, costed by their tokens like ``/predict``'s texts; the document verdict is
+``model_runtime.documents.document_verdict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+
+from model_runtime import Language, Prediction, Predictor, document_verdict, split_sentences
+from service.config import Settings
+from service.engine import Engine
+from service.errors import check_json_media_type, json_response, ours
+from service.lifecycle import Scoring
+from service.schemas import AnalyzeResponse, DocumentOut, language_out, model_ref
+from service.validation import InvalidInput, TextLimits, check_count, check_language, json_object, json_type
+
+FIELDS = ("text", "documents")
+
+
+@dataclass(frozen=True)
+class ReadDocument:
+    """A document as read before scoring: its sentences (offset, length) and language, or why it cannot be
+    scored."""
+
+    text: str
+    sentences: list[tuple[int, int]]
+    language: Language | None
+    error: tuple[str, str] | None = None  # (code, message)
+
+
+def read_documents(body: bytes, headers: Headers, settings: Settings, engine: Engine) -> list[ReadDocument]:
+    check_json_media_type(headers)
+    data = json_object(body)
+    for name in data:
+        if name not in FIELDS:
+            raise InvalidInput(name, "unknown field; give 'documents' (an array of strings) or 'text' (a string)")
+    if len(data) != 1:
+        raise InvalidInput(None, "give exactly one of 'documents' (an array of strings) or 'text' (a string)")
+    field = next(iter(data))
+    values = [data["text"]] if field == "text" else data["documents"]
+    if not isinstance(values, list):
+        raise InvalidInput(field, f"must be an array of strings, not {json_type(values)}")
+    check_count(len(values), field, TextLimits(settings.max_documents, settings.max_document_chars))
+    documents = []
+    for i, value in enumerate(values):
+        where = field if field == "text" else f"documents[{i}]"
+        if not isinstance(value, str):
+            raise InvalidInput(where, f"must be a string, not {json_type(value)}")
+        documents.append(_read(value, where, settings, engine))
+    total = sum(len(d.sentences) for d in documents)
+    if total > settings.max_sentences:
+        raise InvalidInput(
+            field, f"holds {total:,} sentences in all; the limit is {settings.max_sentences:,} per request"
+        )
+    return documents
+
+
+def _read(text: str, where: str, settings: Settings, engine: Engine) -> ReadDocument:
+    if len(text) > settings.max_document_chars:
+        message = f"{where} has {len(text):,} characters; the limit is {settings.max_document_chars:,}"
+        return ReadDocument(text, [], None, ("document_too_long", message))
+    sentences = split_sentences(text)
+    if not sentences:
+        return ReadDocument(text, [], None, ("empty_document", f"{where} has no sentence to score"))
+    language = engine.language(text)
+    if settings.unsupported_language == "refuse":
+        try:
+            check_language(language, where)
+        except InvalidInput as exc:
+            return ReadDocument(text, [], language, ("unsupported_language", str(exc)))
+    return ReadDocument(text, sentences, language)
+
+
+def analyzed(
+    predictor: Predictor, predictions: list[Prediction], documents: list[ReadDocument], mixed_threshold: float
+) -> AnalyzeResponse:
+    out: list[DocumentOut] = []
+    position = 0
+    for index, document in enumerate(documents):
+        entry: DocumentOut = {"index": index}
+        if document.language is not None:
+            entry["language"] = language_out(document.language)
+        if document.error is not None:
+            code, message = document.error
+            entry["error"] = {"code": code, "message": message}
+            out.append(entry)
+            continue
+        mine = predictions[position : position + len(document.sentences)]
+        position += len(document.sentences)
+        label, probabilities = document_verdict(mine, predictor.labels, mixed_threshold)
+        entry["label"], entry["probabilities"] = label, probabilities
+        entry["sentences"] = [
+            {
+                "offset": offset,
+                "length": length,
+                "text": document.text[offset : offset + length],
+                "label": p.label,
+                "probabilities": p.probabilities,
+            }
+            for (offset, length), p in zip(document.sentences, mine, strict=True)
+        ]
+        out.append(entry)
+    return {"model": model_ref(predictor), "documents": out}
+
+
+def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:
+    def parse(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], list[ReadDocument]]:
+        documents = read_documents(body, headers, settings, engine)
+        texts = [d.text[a : a + n] for d in documents for a, n in d.sentences]
+        return texts, documents
+
+    def answer(result: tuple[Predictor, list[Prediction]], documents: list[ReadDocument]) -> Response:
+        return json_response(analyzed(*result, documents, settings.mixed_threshold))
+
+    return {("POST", "/analyze"): Scoring("predict", ours, 422, parse, answer)}
