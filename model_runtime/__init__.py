@@ -24,7 +24,7 @@ from model_runtime.contract import (
     length_groups,
     pad_ids,
 )
-from model_runtime.documents import MIXED, document_verdict
+from model_runtime.documents import MIXED, MIXED_THRESHOLD, document_verdict
 from model_runtime.explain import Explanation, WordWeight, explain
 from model_runtime.language import Language, LanguageDetector
 from model_runtime.predictor import ModelLoadError, Prediction, Predictor
@@ -39,6 +39,7 @@ __all__ = [
     "LENGTHS",
     "LOGITS",
     "MIXED",
+    "MIXED_THRESHOLD",
     "MODEL_FILE",
     "PAD_ID",
     "PROBABILITIES",

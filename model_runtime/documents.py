@@ -1,9 +1,9 @@
 """A document's verdict from its sentences' predictions: one documented rule, whatever the model's labels.
 
 - The document's probabilities are the mean of its sentences' probabilities, each sentence weighing its
-  tokens times how much opinion it carries (1 - P(neutral); 1 for a model without a neutral label): a
-  review of eight plot sentences and two verdicts reads as its verdicts, and a long sentence counts more
-  than a short one.
+  tokens times the square of how much opinion it carries ((1 - P(neutral))^2; 1 for a model without a
+  neutral label): a review of eight plot sentences and two verdicts reads as its verdicts, a document of
+  plain statements reads neutral, and a long sentence counts more than a short one.
 - Its label is the most probable label of that mean, except ``mixed``: at least one sentence at least
   ``mixed_threshold`` sure of positive (the model's last polar label) and another as sure of negative.
 
@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from model_runtime.predictor import Prediction
 
 MIXED = "mixed"
+MIXED_THRESHOLD = 0.8  # the service's default (SENTIMENT_MIXED_THRESHOLD); docs/documents.md
+OPINION_POWER = 2  # how strongly a sentence's weight follows the opinion it carries (docs/documents.md)
 
 
 def document_verdict(
@@ -25,7 +27,9 @@ def document_verdict(
 ) -> tuple[str, dict[str, float]]:
     """(label, probabilities) of a document from its sentences' predictions (at least one)."""
     negative, positive = polar_labels(labels)
-    weights = [max(p.tokens, 1) * (1.0 - p.probabilities.get("neutral", 0.0)) + 1e-6 for p in sentences]
+    weights = [
+        max(p.tokens, 1) * (1.0 - p.probabilities.get("neutral", 0.0)) ** OPINION_POWER + 1e-6 for p in sentences
+    ]
     total = sum(weights)
     probabilities = {
         label: sum(w * p.probabilities[label] for w, p in zip(weights, sentences, strict=True)) / total

@@ -14,10 +14,49 @@ import argparse
 import sys
 from pathlib import Path
 
-from model_runtime import ModelLoadError, Predictor
+from model_runtime import MIXED_THRESHOLD, ModelLoadError, Predictor, document_verdict, split_sentences
+from model_runtime import Prediction as RuntimePrediction
 from model_runtime.contract import SHIPPED_MODEL_DIR
-from sentiment_client import Prediction
+from sentiment_client import Document, DocumentError, Language, Prediction, Sentence
 from sentiment_client.cli import add_file_options, score_file
+
+MAX_BATCH_TOKENS = 4096
+
+
+def as_client(p: RuntimePrediction) -> Prediction:
+    language = Language(p.language.code, p.language.supported) if p.language else None
+    return Prediction(p.label, p.score, p.probabilities, p.tokens, p.truncated, language)
+
+
+def analyze(predictor: Predictor, texts: list[str]) -> list[Document]:
+    """The service's /analyze in process: every sentence of every text scored together, a verdict each."""
+    spans = [split_sentences(text) for text in texts]
+    predictions = predictor.predict(
+        [t[a : a + n] for t, s in zip(texts, spans, strict=True) for a, n in s], MAX_BATCH_TOKENS
+    )
+    documents, position = [], 0
+    for index, (text, sentences) in enumerate(zip(texts, spans, strict=True)):
+        mine, position = predictions[position : position + len(sentences)], position + len(sentences)
+        if not sentences:
+            documents.append(
+                Document(index, None, {}, None, [], DocumentError("empty_document", "no sentence to score"))
+            )
+            continue
+        label, probabilities = document_verdict(mine, predictor.labels, MIXED_THRESHOLD)
+        language = predictor.language(text)
+        documents.append(
+            Document(
+                index,
+                label,
+                probabilities,
+                Language(language.code, language.supported),
+                [
+                    Sentence(a, n, text[a : a + n], p.label, p.probabilities)
+                    for (a, n), p in zip(sentences, mine, strict=True)
+                ],
+            )
+        )
+    return documents
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     def score(texts: list[str]) -> list[Prediction]:
-        return [
-            Prediction(p.label, p.score, p.probabilities, p.tokens, p.truncated)
-            for p in predictor.predict(texts, max_batch_tokens=4096)
-        ]
+        return [as_client(p) for p in predictor.predict(texts, max_batch_tokens=MAX_BATCH_TOKENS)]
 
+    if args.sentences:
+        return score_file(args, lambda texts: analyze(predictor, texts), lambda: None)
     return score_file(args, score, lambda: None)
 
 

@@ -6,6 +6,7 @@
         for p in client.predict(["Loved it.", "Dull and far too long."]):
             print(p.label, p.score)
 
+``analyze(documents)`` reads documents sentence by sentence (a verdict per document, ``mixed`` included).
 ``predict`` splits long lists by the server's own limit (read once from ``GET /model``) and keeps input
 order. 429 and 503 answers, and connection failures, are retried: after the server's ``Retry-After`` when it
 sends one, else with exponential back-off, until ``max_retries`` attempts or ``max_retry_wait`` seconds of
@@ -21,17 +22,21 @@ from sentiment_client.errors import (
     SentimentError,
     ServerError,
 )
-from sentiment_client.results import Explanation, Prediction, WordWeight
+from sentiment_client.results import Document, DocumentError, Explanation, Language, Prediction, Sentence, WordWeight
 from sentiment_client.sync import SentimentClient
 
 __all__ = [
     "AsyncSentimentClient",
     "AuthenticationError",
     "ConnectionFailedError",
+    "Document",
+    "DocumentError",
     "Explanation",
     "InvalidInputError",
+    "Language",
     "OverloadedError",
     "Prediction",
+    "Sentence",
     "SentimentClient",
     "SentimentError",
     "ServerError",

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from sentiment_client.common import ClientBase, check_texts, chunks
-from sentiment_client.results import Explanation, Prediction, explanation_from, prediction_from
+from sentiment_client.common import DEFAULT_MAX_DOCUMENTS, ClientBase, check_texts, chunks
+from sentiment_client.results import Document, Explanation, Prediction, document_from, explanation_from, prediction_from
 
 
 class AsyncSentimentClient(ClientBase):
@@ -49,6 +49,15 @@ class AsyncSentimentClient(ClientBase):
         for chunk in chunks(texts, size):
             answer = await self._request("POST", "/explain", {"texts": chunk})
             out += [explanation_from(e) for e in answer["explanations"]]
+        return out
+
+    async def analyze(self, documents: Sequence[str]) -> list[Document]:
+        check_texts(documents)
+        size = (await self.limits()).get("max_documents", DEFAULT_MAX_DOCUMENTS)
+        out: list[Document] = []
+        for start in range(0, len(documents), size):
+            answer = await self._request("POST", "/analyze", {"documents": list(documents[start : start + size])})
+            out += [document_from(d, start) for d in answer["documents"]]
         return out
 
     async def limits(self) -> dict[str, int]:

@@ -6,8 +6,12 @@ a path or stdin.
 
 (In process, without a server, or on Ray: ``python -m sentiment_bulk``, which needs the model runtime.)
 
-The output holds every input row (all its columns or fields) plus ``label`` and ``score``; plain text
-becomes CSV with the columns text, label, score. Rows stream through in chunks of ``--batch-size``, so a
+The output holds every input row (all its columns or fields) plus ``label``, ``score``, one ``p_<label>``
+column per label of the model and ``language``; plain text becomes CSV with the column text and those.
+With ``--sentences`` each text is a document read sentence by sentence (the service's /analyze): one output
+row per sentence with ``document`` (the input's line number), ``sentence``, ``offset`` and ``length`` (code
+points), ``text``, ``label``, the ``p_<label>`` columns and the document's ``document_label`` (``mixed``
+included). Rows stream through in chunks of ``--batch-size``, so a
 file larger than memory works; a progress bar on stderr shows the rate and, for files, the time left.
 A bad row (no text, an empty text, broken JSON, a text the server refuses) is reported on stderr with its
 line number; ``--on-error skip`` (the default) goes on with the rest, ``--on-error fail`` stops there
@@ -23,13 +27,14 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from tqdm import tqdm
 
-from sentiment_client import InvalidInputError, Prediction, SentimentClient, SentimentError
+from sentiment_client import Document, InvalidInputError, Prediction, SentimentClient, SentimentError
 
-Scorer = Callable[[list[str]], list[Prediction]]
+Result = TypeVar("Result", Prediction, Document)
+Scorer = Callable[[list[str]], list[Result]]
 
 
 @dataclass
@@ -85,13 +90,41 @@ def checked(row: Row) -> Row:
     return row
 
 
+def probability_columns(probabilities: dict[str, float]) -> dict[str, float]:
+    return {f"p_{label}": round(p, 6) for label, p in probabilities.items()}
+
+
+def records(row: Row, result: Prediction | Document) -> list[dict[str, Any]]:
+    """What one scored input row becomes: itself with its prediction, or one record per sentence."""
+    if isinstance(result, Prediction):
+        language = result.language.code if result.language and result.language.code else ""
+        columns = {"label": result.label, "score": round(result.score, 6), **probability_columns(result.probabilities)}
+        return [{**row.record, **columns, "language": language}]
+    return [
+        {
+            "document": row.line,
+            "sentence": i,
+            "offset": s.offset,
+            "length": s.length,
+            "text": s.text,
+            "label": s.label,
+            **probability_columns(s.probabilities),
+            "document_label": result.label,
+        }
+        for i, s in enumerate(result.sentences)
+    ]
+
+
 class Writer:
     def __init__(self, stream: IO[str], fmt: str) -> None:
         self.stream, self.fmt = stream, fmt
         self.csv: csv.DictWriter[str] | None = None
 
-    def write(self, row: Row, prediction: Prediction) -> None:
-        record = {**row.record, "label": prediction.label, "score": round(prediction.score, 6)}
+    def write(self, row: Row, result: Prediction | Document) -> None:
+        for record in records(row, result):
+            self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
         if self.fmt == "jsonl":
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
@@ -101,14 +134,14 @@ class Writer:
         self.csv.writerow(record)
 
 
-def score_chunk(rows: list[Row], score: Scorer) -> list[tuple[Row, Prediction | str]]:
-    """Predictions (or the reason a row failed) for a chunk; a refused chunk is retried row by row to find
-    the rows the server refuses."""
+def score_chunk(rows: list[Row], score: Scorer[Result]) -> list[tuple[Row, Result | str]]:
+    """Results (or the reason a row failed) for a chunk; a refused chunk is retried row by row to find
+    the rows the server refuses; a document the server could not read is that row's failure."""
     good = [r for r in rows if r.problem is None]
-    results: dict[int, Prediction | str] = {id(r): r.problem for r in rows if r.problem is not None}
+    results: dict[int, Result | str] = {id(r): r.problem for r in rows if r.problem is not None}
     try:
-        for row, prediction in zip(good, score([r.text or "" for r in good]), strict=True):
-            results[id(row)] = prediction
+        for row, result in zip(good, score([r.text or "" for r in good]), strict=True):
+            results[id(row)] = result.error.message if isinstance(result, Document) and result.error else result
     except InvalidInputError:
         for row in good:
             try:
@@ -142,6 +175,9 @@ def add_file_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="rows per request or model call")
     parser.add_argument("--on-error", choices=["skip", "fail"], default="skip")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--sentences", action="store_true", help="read each text as a document: one output row per sentence"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.input != "-" and not Path(args.input).is_file():
         parser.error(f"no such file: {args.input}")
     client = SentimentClient(args.server, api_key=args.api_key, timeout=args.timeout)
+    if args.sentences:
+        return score_file(args, client.analyze, client.close)
     return score_file(args, client.predict, client.close)
 
 
-def score_file(args: argparse.Namespace, score: Scorer, close: Callable[[], None]) -> int:
+def score_file(args: argparse.Namespace, score: Scorer[Result], close: Callable[[], None]) -> int:
     """Stream ``args.input`` through ``score`` in chunks into ``args.output``; the exit status."""
     fmt = args.format if args.format != "auto" else guess_format(args.input)
     out_fmt = "jsonl" if fmt == "jsonl" else "csv"
@@ -195,7 +233,13 @@ def score_file(args: argparse.Namespace, score: Scorer, close: Callable[[], None
 
 
 def flush(
-    chunk: list[Row], score: Scorer, writer: Writer, on_error: str, scored: int, skipped: int, progress: tqdm[Any]
+    chunk: list[Row],
+    score: Scorer[Result],
+    writer: Writer,
+    on_error: str,
+    scored: int,
+    skipped: int,
+    progress: tqdm[Any],
 ) -> tuple[int, int]:
     if not chunk:
         return scored, skipped

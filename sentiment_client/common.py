@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 
 from sentiment_client.errors import RetryBudget
 
+DEFAULT_MAX_DOCUMENTS = 32  # /analyze documents per request of a server whose /model does not say
+
 
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from sentiment_client.common import ClientBase, check_texts, chunks
-from sentiment_client.results import Explanation, Prediction, explanation_from, prediction_from
+from sentiment_client.common import DEFAULT_MAX_DOCUMENTS, ClientBase, check_texts, chunks
+from sentiment_client.results import Document, Explanation, Prediction, document_from, explanation_from, prediction_from
 
 
 class SentimentClient(ClientBase):
@@ -50,6 +50,17 @@ class SentimentClient(ClientBase):
             for chunk in chunks(texts, size)
             for e in self._request("POST", "/explain", {"texts": chunk})["explanations"]
         ]
+
+    def analyze(self, documents: Sequence[str]) -> list[Document]:
+        """Each document read sentence by sentence, with its verdict, in input order (see the service's
+        /analyze); a document the server could not score carries its ``error``."""
+        check_texts(documents)
+        size = self.limits().get("max_documents", DEFAULT_MAX_DOCUMENTS)
+        out: list[Document] = []
+        for start in range(0, len(documents), size):
+            answer = self._request("POST", "/analyze", {"documents": list(documents[start : start + size])})
+            out += [document_from(d, start) for d in answer["documents"]]
+        return out
 
     def limits(self) -> dict[str, int]:
         if self._limits is None:

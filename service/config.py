@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from model_runtime.contract import SHIPPED_MODEL_DIR
+from model_runtime.documents import MIXED_THRESHOLD
 
 # This service's version (OpenAPI document, Open Inference Protocol server metadata); bumped with the model.
 SERVICE_VERSION = "3.0.0"
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
         1024, ge=1, le=100_000, description="most sentences in one /analyze request, all documents together"
     )
     mixed_threshold: float = Field(
-        0.8,
+        MIXED_THRESHOLD,
         gt=0.5,
         le=1.0,
         description="/analyze calls a document mixed when one sentence is at least this sure of positive and "

@@ -72,8 +72,8 @@ def test_predict_batch_contract(client: TestClient) -> None:
     assert body["model"] == {"name": "tiny-bilstm", "version": "0.0.1"}
     assert len(body["predictions"]) == 3
     for p in body["predictions"]:
-        assert set(p) == {"label", "score", "probabilities", "tokens", "truncated"}
-        assert set(p["probabilities"]) == {"negative", "positive"}
+        assert set(p) == {"label", "score", "probabilities", "tokens", "truncated", "language"}
+        assert set(p["probabilities"]) == {"negative", "neutral", "positive"}  # the tiny model's labels
         assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert p["score"] == p["probabilities"][p["label"]] == max(p["probabilities"].values())
         assert p["truncated"] is False
@@ -155,7 +155,8 @@ def test_health_model_and_metrics(client: TestClient, tiny_model_dir: Path) -> N
     card = json.loads((tiny_model_dir / "model_card.json").read_text())
     assert info["provider"] == "CPUExecutionProvider"
     assert info["sha256"] == file_sha256(tiny_model_dir / "model.onnx")
-    assert info["labels"] == ["negative", "positive"]
+    assert info["labels"] == ["negative", "neutral", "positive"] == card["labels"]
+    assert info["languages"] == ["en"]
     assert info["max_tokens"] == card["max_tokens"]
     assert info["truncation"]["side"] == "keep_end"
     assert info["metrics"]["test"]["accuracy"] == card["metrics"]["test"]["accuracy"]

@@ -95,12 +95,43 @@ def test_page_scores_and_highlights_a_review(page: tuple[Any, list[str]], server
     assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
 
 
+def test_page_reads_a_pasted_document_sentence_by_sentence(page: tuple[Any, list[str]], server: str) -> None:
+    """The document view: each sentence coloured by its label, exactly the sentences /analyze gives, the
+    document's verdict, and a warning for a text in another language."""
+    tab, _ = page
+    tab.goto(f"{server}/")
+    tab.fill("#api-key", KEY)
+    tab.check("#by-sentence")
+    document = (
+        "The staff were wonderful and so friendly. The room was filthy and the bed was awful.\n"
+        "It is near 👍🏽 the station."
+    )
+    tab.fill("#input", document)
+    tab.click("#score")
+    tab.locator(".result .sentence").first.wait_for()
+    analyzed = httpx.post(f"{server}/analyze", json={"text": document}, headers={"Authorization": f"Bearer {KEY}"})
+    expected = analyzed.json()["documents"][0]
+    sentences = tab.locator(".sentence")
+    assert sentences.all_inner_texts() == [s["text"] for s in expected["sentences"]]
+    assert [sentences.nth(i).get_attribute("data-label") for i in range(sentences.count())] == [
+        s["label"] for s in expected["sentences"]
+    ]
+    assert tab.locator(".result .label").inner_text().lower() == expected["label"]
+    assert tab.locator(".result .text").inner_text() == document
+    tab.screenshot(path=str(artifact_dir("browser") / "page-document.png"), full_page=True)
+
+    tab.fill("#input", "Das Essen war schrecklich und der Kellner unhöflich.")
+    tab.click("#score")
+    tab.locator(".result .warning").wait_for()
+    assert "another language (de)" in tab.locator(".result .warning").inner_text()
+
+
 def test_docs_page_lists_the_operations_offline(page: tuple[Any, list[str]], server: str) -> None:
     tab, requested = page
     tab.goto(f"{server}/docs")
     tab.locator(".opblock").first.wait_for()
     paths = tab.locator(".opblock-summary-path").all_inner_texts()
-    for path in ("/predict", "/explain", "/model", "/readyz"):
+    for path in ("/predict", "/explain", "/analyze", "/model", "/readyz"):
         assert any(path in p for p in paths), paths
     tab.screenshot(path=str(artifact_dir("browser") / "docs.png"), full_page=False)
     assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]

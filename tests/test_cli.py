@@ -46,7 +46,8 @@ def test_csv_keeps_columns_and_skips_a_bad_row_by_line_number(tiny_model_dir: Pa
     rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
     assert [r["id"] for r in rows] == ["1", "3", "4"]
     assert rows[1]["text"] == "Multi-line\nreview: dull and long." and rows[1]["stars"] == "1"
-    assert all(r["label"] in ("positive", "negative") and 0.5 <= float(r["score"]) <= 1 for r in rows)
+    assert all(r["label"] in ("negative", "neutral", "positive") and 1 / 3 <= float(r["score"]) <= 1 for r in rows)
+    assert all(float(r["score"]) == float(r[f"p_{r['label']}"]) and r["language"] in ("en", "") for r in rows)
 
 
 def test_on_error_fail_stops_at_the_bad_row_after_writing_those_before(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -92,7 +93,8 @@ def test_stdin_text_streams_through_a_server(tiny_model_dir: Path) -> None:
             streaming.stdin.flush()
             # Output for the first chunk arrives while the input is still open: rows stream, nothing waits for EOF.
             header, first = streaming.stdout.readline(), streaming.stdout.readline()
-            assert header.strip() == "text,label,score" and first.startswith("Loved every minute.,")
+            assert header.strip() == "text,label,score,p_negative,p_neutral,p_positive,language"
+            assert first.startswith("Loved every minute.,")
             streaming.stdin.write("\nToo long and boring.\n")
             streaming.stdin.close()
             rest = streaming.stdout.read()
@@ -116,3 +118,32 @@ def test_a_text_the_server_refuses_is_isolated_and_skipped(tiny_model_dir: Path,
     assert done.returncode == 0, done.stderr
     assert "line 2: skipped: has 60 characters; the limit is 50" in done.stderr
     assert [r["text"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["Short and sweet.", "Another short one."]
+
+
+@pytest.mark.parametrize("engine", ["server", "in process"])
+def test_sentences_gives_one_row_per_sentence_with_offsets(tiny_model_dir: Path, tmp_path: Path, engine: str) -> None:
+    source = tmp_path / "reviews.jsonl"
+    documents = ["The staff were friendly. The room was dirty!", "   ", "Great 👍🏽 Would come back"]
+    source.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    if engine == "server":
+        base, process = launch(tiny_model_dir)
+        try:
+            done = cli(str(source), "--sentences", "--server", base)
+        finally:
+            stop_server(process)
+    else:
+        done = cli(str(source), "--sentences", "--model-dir", str(tiny_model_dir))
+    assert done.returncode == 0, done.stderr
+    assert "line 2: skipped: the text is empty" in done.stderr and "2 rows scored, 1 skipped" in done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["document"], r["sentence"], r["text"]) for r in rows] == [
+        (1, 0, "The staff were friendly."),
+        (1, 1, "The room was dirty!"),
+        (3, 0, "Great 👍🏽"),
+        (3, 1, "Would come back"),
+    ]
+    for row in rows:
+        document = documents[row["document"] - 1]
+        assert document[row["offset"] : row["offset"] + row["length"]] == row["text"]
+        assert row["label"] == max(("negative", "neutral", "positive"), key=lambda label: row[f"p_{label}"])
+        assert row["document_label"] in ("negative", "neutral", "positive", "mixed")

@@ -14,7 +14,9 @@ from sentiment_client import (
     AsyncSentimentClient,
     AuthenticationError,
     ConnectionFailedError,
+    Document,
     InvalidInputError,
+    Language,
     OverloadedError,
     SentimentClient,
 )
@@ -61,6 +63,25 @@ def test_explain_returns_word_weights(server: str) -> None:
     for text, e in zip(TEXTS[:3], explanations, strict=True):
         assert [text[w.start : w.end] for w in e.words] == [w.text for w in e.words]
         assert all(w.weights is not None for w in e.words)
+
+
+def test_analyze_reads_documents_sentence_by_sentence_sync_and_async(server: str) -> None:
+    documents = ["Loved it. Hated the ending!", "", "Das Essen war schrecklich und der Kellner unhöflich."]
+    with SentimentClient(server, api_key="s3cret") as client:
+        got = client.analyze(documents)
+        assert client.predict(["The meeting is at 3 pm on Tuesday."])[0].language == Language("en", True)
+
+    async def run() -> list[Document]:
+        async with AsyncSentimentClient(server, api_key="s3cret") as client:
+            return await client.analyze(documents)
+
+    assert asyncio.run(run()) == got
+    assert [d.index for d in got] == [0, 1, 2]
+    assert [s.text for s in got[0].sentences] == ["Loved it.", "Hated the ending!"]
+    assert all(documents[0][s.offset : s.offset + s.length] == s.text for s in got[0].sentences)
+    assert got[0].label in ("negative", "neutral", "positive", "mixed") and got[0].error is None
+    assert got[1].error is not None and got[1].error.code == "empty_document" and got[1].sentences == []
+    assert got[2].language == Language("de", False)
 
 
 def test_errors_are_typed_and_carry_the_server_message(server: str) -> None:

@@ -73,16 +73,19 @@ def test_health_and_metadata(client: triton.InferenceServerClient) -> None:
     assert {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]} == {
         "label": ("BYTES", [-1]),
         "score": ("FP32", [-1]),
-        "probabilities": ("FP32", [-1, 2]),
+        "probabilities": ("FP32", [-1, 3]),
+        "language": ("BYTES", [-1]),
+        "language_supported": ("BOOL", [-1]),
     }
-    assert metadata["parameters"]["labels"] == ["negative", "positive"]
+    assert metadata["parameters"]["labels"] == ["negative", "neutral", "positive"]
     assert client.get_model_metadata("tiny-bilstm", "0.0.1", headers=key())["name"] == "tiny-bilstm"
     assert client.get_server_metadata(headers=key())["name"] == "sentiment-service"
 
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_infer_equals_predict(client: triton.InferenceServerClient, server: str, binary: bool) -> None:
-    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("label", "score", "probabilities")]
+    names = ("label", "score", "probabilities", "language", "language_supported")
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in names]
     result = client.infer(
         "tiny-bilstm", [text_input(TEXTS, binary)], outputs=outputs, request_id="req-7", headers=key()
     )
@@ -90,14 +93,17 @@ def test_infer_equals_predict(client: triton.InferenceServerClient, server: str,
     labels = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")]
     assert labels == [p["label"] for p in expected]
     np.testing.assert_allclose(result.as_numpy("score"), [p["score"] for p in expected], atol=1e-6)
-    probabilities = np.array([[p["probabilities"][x] for x in ("negative", "positive")] for p in expected])
+    probabilities = np.array([[p["probabilities"][x] for x in ("negative", "neutral", "positive")] for p in expected])
     np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, atol=1e-6)
+    codes = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("language")]
+    assert codes == [p["language"]["code"] or "" for p in expected]
+    assert result.as_numpy("language_supported").tolist() == [p["language"]["supported"] for p in expected]
     assert result.get_response()["id"] == "req-7"
 
 
 def test_defaults_and_selected_outputs(client: triton.InferenceServerClient, server: str) -> None:
     everything = client.infer("tiny-bilstm", [text_input(TEXTS[:2], True)], headers=key())  # binary outputs
-    assert everything.as_numpy("probabilities").shape == (2, 2)
+    assert everything.as_numpy("probabilities").shape == (2, 3)
     only_score = client.infer(
         "tiny-bilstm",
         [text_input(TEXTS[:2], False)],
