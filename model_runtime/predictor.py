@@ -50,7 +50,8 @@ GroupMap = Callable[[Run, Iterable[list[list[int]]]], Iterator[FloatArray]]
 
 
 class ModelLoadError(RuntimeError):
-    """The model directory cannot be served; the message is one line that says why."""
+    """The model directory cannot be served; the message is one line that says why, naming files by their
+    names inside the directory and never by a path (an admin's swap answer repeats it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +92,25 @@ class Predictor:
         card: ModelCard | None = None,
     ) -> Predictor:
         """The checked model of ``model_dir``; ``card`` replaces the card on disk (training evaluates a model
-        before its card is written, with the same file checks)."""
-        model_dir = Path(model_dir)
+        before its card is written, with the same file checks). Whatever is wrong with the directory, the
+        card or the files, the one error is ModelLoadError."""
+        try:
+            return cls._load(Path(model_dir), provider, intra_op_threads, inter_op_threads, spin, card)
+        except OSError as exc:  # a name too long, a symbolic-link loop, no permission, a directory for a file
+            raise ModelLoadError(f"the model directory cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+    @classmethod
+    def _load(
+        cls,
+        model_dir: Path,
+        provider: Provider,
+        intra_op_threads: int | None,
+        inter_op_threads: int,
+        spin: bool,
+        card: ModelCard | None,
+    ) -> Predictor:
         if not model_dir.is_dir():
-            raise ModelLoadError(f"model directory {model_dir} does not exist")
+            raise ModelLoadError("the model directory does not exist or is not a directory")
         if card is None:
             try:
                 card = read_card(model_dir)
@@ -106,14 +122,15 @@ class Predictor:
         try:
             tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:
-            raise ModelLoadError(f"{tokenizer_path}: not a readable tokenizer ({exc})") from exc
+            raise ModelLoadError(f"{TOKENIZER_FILE}: not a readable tokenizer ({exc})") from exc
         threads = intra_op_threads or available_cpus()
         try:
             session = create_session(model_path, provider, session_options(threads, inter_op_threads, spin))
         except ProviderError as exc:
             raise ModelLoadError(str(exc)) from exc
         except Exception as exc:
-            raise ModelLoadError(f"{model_path}: onnxruntime cannot load it ({exc})".replace("\n", " ")) from exc
+            reason = str(exc).replace(str(model_path), MODEL_FILE).replace(str(model_dir), ".").replace("\n", " ")
+            raise ModelLoadError(f"{MODEL_FILE}: onnxruntime cannot load it ({reason})") from exc
         _check_contract(session, tokenizer, card)
         predictor = cls(model_dir, card, tokenizer, session, model_sha256)
         choose_tokenizer_threads(on_gpu=predictor.provider == CUDA_PROVIDER)
@@ -200,12 +217,12 @@ class Predictor:
 
 def _checked_file(path: Path, card: ModelCard, name: str) -> str:
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing")
+        raise ModelLoadError(f"{name} is {'not a file' if path.exists() else 'missing'}")
     entry = card.files.get(name)
     expected = entry.sha256 if entry else None
     actual = file_sha256(path)
     if expected != actual:
-        raise ModelLoadError(f"{path} sha256 {actual[:12]}... does not match the model card's {str(expected)[:12]}...")
+        raise ModelLoadError(f"{name}: sha256 {actual[:12]}... does not match the model card's {str(expected)[:12]}...")
     return actual
 
 

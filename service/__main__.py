@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -16,7 +17,8 @@ from service.app import create_app
 from service.config import Settings
 from service.engine import load_model
 from service.logs import configure_logging
-from service.server import GuardedHttpToolsProtocol, Server, Supervisor
+from service.server import GuardedHttpToolsProtocol, Server
+from service.supervisor import Supervisor, proven_copy, set_model_dir
 from service.swap import CONTROL_DIR_ENV, controlled_model_dir
 
 log = logging.getLogger("service")
@@ -43,8 +45,8 @@ def main() -> int:
         # that the supervising process holds no GPU memory.
         predictor = load_model(settings.model_copy(update={"provider": "cpu"}) if several else settings)
     except ModelLoadError as exc:
-        log.error("cannot start: %s", exc)
-        print(f"error: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s: %s", settings.model_dir, exc)
+        print(f"error: cannot start: {settings.model_dir}: {exc}", file=sys.stderr)
         return 2
     options: dict[str, Any] = {
         "http": GuardedHttpToolsProtocol,
@@ -57,17 +59,23 @@ def main() -> int:
         "lifespan": "on",
     }
     if several:
-        # uvicorn's supervisor (service.server.Supervisor): the processes share the listening socket, one that
-        # dies is replaced, SIGTERM drains them all (each finishes its accepted requests, then its queue). Their
-        # metrics meet in one directory, emptied first, so that /metrics sums every process (service/metrics.py).
+        # service.supervisor.Supervisor: the processes share the listening socket and load a private, proven
+        # copy of the model; one that dies is replaced (one that cannot start is retried with back-off while the
+        # others serve); a swap replaces them all or none; SIGTERM drains them all. Their metrics meet in the
+        # control directory, new for this run, so that /metrics sums every process (service/metrics.py).
         del predictor
-        with tempfile.TemporaryDirectory(prefix="sentiment-metrics-") as metrics_dir:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            os.environ[CONTROL_DIR_ENV] = metrics_dir  # where a model swap tells new processes what to load
+        with tempfile.TemporaryDirectory(prefix="sentiment-control-") as control:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = control
+            os.environ[CONTROL_DIR_ENV] = control
+            set_model_dir(Path(control), proven_copy(Path(settings.model_dir), Path(control)))
             config = uvicorn.Config(
-                "service.__main__:app_from_environment", factory=True, workers=settings.processes, **options
+                "service.__main__:app_from_environment",
+                factory=True,
+                workers=settings.processes,
+                timeout_worker_healthcheck=int(settings.health_check_timeout_s),
+                **options,
             )
-            Supervisor(config, sockets=[config.bind_socket()]).run()
+            Supervisor(config, [config.bind_socket()], Path(control), settings.swap_timeout_s).run()
         return 0
     # SIGTERM turns /readyz to 503 at once (service.swap.install_signal_handlers, from the lifespan); uvicorn then
     # stops accepting, lets in-flight requests finish (up to SENTIMENT_SHUTDOWN_GRACE_S) and the lifespan drains.

@@ -14,7 +14,7 @@ from service.auth import check_admin_key
 from service.engine import Engine
 from service.errors import ApiError, json_response, validation_error
 from service.schemas import ErrorResponse, model_ref
-from service.swap import rolling_swap
+from service.swap import SwapInProgress, rolling_swap
 from service.validation import json_object
 from service.web import UNAUTHORIZED
 
@@ -39,15 +39,26 @@ async def swap_model(request: Request) -> Response:
     target = Path(body.model_dir) if body.model_dir else None
     try:
         if engine.settings.processes > 1:
-            await rolling_swap(engine, target)
-            return json_response({"status": "restarting", "model_dir": str(target or engine.model_dir)}, 202)
+            outcome = await rolling_swap(engine, target)
+            if not outcome.ok:
+                raise ApiError(503, "swap_failed", f"model not swapped: {outcome.reason}", {"Retry-After": "5"})
+            return json_response(
+                {
+                    "status": "swapped",
+                    "model": model_ref(outcome.model),
+                    "model_dir": str(target or engine.model_dir),
+                    "processes": engine.settings.processes,
+                }
+            )
         model = await engine.swap(target)
+    except SwapInProgress:
+        raise ApiError(
+            409, "swap_in_progress", "another model swap is under way; try again when it has ended"
+        ) from None
     except ModelLoadError as exc:
-        # The reason stays in the server log: an answer that said which paths exist would map the disk.
+        # The reason names files inside the directory, never a path (model_runtime.ModelLoadError).
         log.warning("model not swapped: %s", exc, extra={"model_dir": str(target)})
-        message = (
-            "model not swapped, the old one still serves: not a servable model directory (the server log says why)"
-        )
+        message = f"model not swapped, the old one still serves: not a usable model directory: {exc}"
         raise ApiError(422, "bad_model", message) from None
     return json_response({"status": "swapped", "model": model_ref(model), "model_dir": str(engine.model_dir)})
 

@@ -131,6 +131,18 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in the container)")
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug also logs texts")
+    swap_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="with several processes: how long a process started by a model swap may take to be ready "
+        "before the swap is undone",
+    )
+    health_check_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="with several processes: a process that does not answer the supervisor this long is "
+        "replaced (busy is not hung)",
+    )
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take")
 
     @model_validator(mode="after")

@@ -265,6 +265,7 @@ class ModelInfo(TypedDict):
     sha256: Annotated[str, Field(description="sha256 of model.onnx")]
     metrics: Annotated[dict[str, Any], Field(description="test metrics from the model card")]
     architecture: dict[str, Any]
+    processes: NotRequired[ProcessCount]
     limits: Annotated[
         dict[str, int],
         Field(
@@ -274,8 +275,14 @@ class ModelInfo(TypedDict):
     ]
 
 
+class ProcessCount(TypedDict):
+    configured: Annotated[int, Field(description="SENTIMENT_PROCESSES", examples=[2])]
+    serving: Annotated[int, Field(description="processes that answered the supervisor as ready", examples=[2])]
+
+
 class Health(TypedDict):
     status: Annotated[str, Field(examples=["ok"])]
+    processes: NotRequired[Annotated[ProcessCount, Field(description="with several processes: how many serve")]]
 
 
 def model_ref(predictor: Predictor) -> ModelRef:
@@ -322,10 +329,11 @@ def explain_response(predictor: Predictor, explanations: list[Explanation]) -> E
     }
 
 
-def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
-    card = predictor.card
-    return {
-        **model_ref(predictor),
+def model_info(predictor: Predictor, settings: Settings, processes: ProcessCount | None = None) -> ModelInfo:
+    card, ref = predictor.card, model_ref(predictor)
+    info: ModelInfo = {
+        "name": ref["name"],
+        "version": ref["version"],
         "labels": list(predictor.labels),
         "languages": list(predictor.languages),
         "max_tokens": predictor.max_tokens,
@@ -345,3 +353,8 @@ def model_info(predictor: Predictor, settings: Settings) -> ModelInfo:
             "max_sentences": settings.max_sentences,
         },
     }
+    if "base" in ref:
+        info["base"] = ref["base"]
+    if processes is not None:
+        info["processes"] = processes
+    return info

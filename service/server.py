@@ -11,9 +11,7 @@ takes, and on shutdown closes idle keep-alive connections under the feet of clie
   answered (503 from a draining engine) with ``Connection: close`` instead of meeting a reset.
 
 ``Server`` exits 0 after a SIGTERM (uvicorn re-raises the signal after its shutdown, which makes the
-process exit 143); ``Supervisor`` (several processes) closes its copy of the listening socket as soon as
-SIGTERM arrives, so that a new connection is refused at once instead of waiting in the kernel's backlog
-for processes that will never accept it.
+process exit 143). Several processes are supervised by ``service.supervisor``.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ import httptools
 from uvicorn import Server as UvicornServer
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import HANDLED_SIGNALS
-from uvicorn.supervisors.multiprocess import Multiprocess
 
 from service.config import Settings
 
@@ -171,12 +168,3 @@ class Server(UvicornServer):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's process supervisor; on SIGTERM its copy of the listening socket closes at once."""
-
-    def handle_term(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().handle_term()

@@ -1,47 +1,92 @@
-"""Model swaps across processes, and the signals that trigger them.
+"""Model swaps, and the signals that trigger them.
 
 One process (``SENTIMENT_PROCESSES=1``) swaps in place (``Engine.swap``), on ``POST /admin/model`` or on
-SIGHUP (the directory in service, read again). With several processes, uvicorn's supervisor already
-answers SIGHUP with a rolling restart (each new process ready before the old one leaves), so a swap
-writes the directory to serve into the control directory the supervisor shares with its processes, and
-signals the supervisor; every new process starts on that directory.
+SIGHUP (the directory in service, read again). With several processes a swap is a transaction across them
+(``rolling_swap``): this process checks the directory whole and copies it into a private, proven place,
+writes a swap request and signals the supervisor, which replaces every process (this one last) or none
+(``service.supervisor``); the answer waits for its outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from model_runtime import Predictor
 from service.engine import Engine, load_model
+from service.supervisor import MODEL_DIR_FILE, REQUEST_FILE, proven_copy, read_json, write_json
 
 log = logging.getLogger("service")
 CONTROL_DIR_ENV = "SENTIMENT_CONTROL_DIR"  # set by the supervisor (python -m service) for its processes
-MODEL_DIR_FILE = "model_dir"
+OUTCOME_POLL_S = 0.05
+
+
+class SwapInProgress(Exception):
+    """Another swap is under way (409)."""
+
+
+@dataclass(frozen=True)
+class SwapOutcome:
+    ok: bool
+    reason: str  # why it failed, and that the previous model serves again
+    model: Predictor  # the model checked here (every process now serves its proven copy, if ok)
 
 
 def controlled_model_dir() -> Path | None:
-    """The model directory the last multi-process swap asked for, if any."""
+    """The proven model directory every process of this service loads, if several are supervised."""
     control = os.environ.get(CONTROL_DIR_ENV)
     path = Path(control) / MODEL_DIR_FILE if control else None
     return Path(path.read_text().strip()) if path and path.exists() else None
 
 
-async def rolling_swap(engine: Engine, model_dir: Path | None) -> None:
-    """Check ``model_dir`` here (raises ModelLoadError), record it for the next processes, and ask the
-    supervisor to replace every process."""
-    target = Path(model_dir or engine.model_dir).resolve()
-    await asyncio.to_thread(load_model, engine.settings, target)  # the same checks, before anything changes
+async def rolling_swap(engine: Engine, model_dir: Path | None) -> SwapOutcome:
+    """Check ``model_dir`` (raises ModelLoadError: nothing changes), copy it into a private proven place,
+    and have the supervisor replace every process on it; the outcome, once every process serves it or the
+    swap has been undone (within SENTIMENT_SWAP_TIMEOUT_S per process)."""
     control = os.environ.get(CONTROL_DIR_ENV)
     if not control:
         raise RuntimeError(f"several processes but no {CONTROL_DIR_ENV}: not started by python -m service")
-    staged = Path(control) / (MODEL_DIR_FILE + ".new")
-    staged.write_text(str(target))
-    staged.replace(Path(control) / MODEL_DIR_FILE)  # atomic: a starting process reads the old or the new path
-    engine.metrics.model_swaps.labels("ok").inc()
-    os.kill(os.getppid(), signal.SIGHUP)
+    target = Path(model_dir or engine.model_dir)
+    with _only_swap(Path(control)):
+        candidate = await asyncio.to_thread(load_model, engine.settings, target)  # every check, first
+        proven = await asyncio.to_thread(proven_copy, target, Path(control))
+        swap_id = uuid.uuid4().hex
+        write_json(Path(control) / REQUEST_FILE, {"id": swap_id, "model_dir": str(proven), "requester": os.getpid()})
+        os.kill(os.getppid(), signal.SIGHUP)
+        outcome_file = Path(control) / f"swap-{swap_id}.json"
+        # Every process replaced (and, on failure, replaced again): the longest a supervisor can take.
+        deadline = (
+            asyncio.get_running_loop().time() + 2 * engine.settings.swap_timeout_s * engine.settings.processes + 30
+        )
+        while (outcome := read_json(outcome_file)) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                return SwapOutcome(False, "the supervisor gave no outcome in time; see its log", candidate)
+            await asyncio.sleep(OUTCOME_POLL_S)
+        outcome_file.unlink(missing_ok=True)
+    log.info("swap %s", outcome["outcome"], extra={"model_dir": str(target), "reason": outcome["reason"]})
+    return SwapOutcome(outcome["outcome"] == "ok", outcome["reason"], candidate)
+
+
+@contextlib.contextmanager
+def _only_swap(control: Path) -> Iterator[None]:
+    """One swap at a time across the processes (a lock file in the control directory)."""
+    with (control / "swap.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SwapInProgress from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def install_signal_handlers(engine: Engine) -> None:

@@ -14,6 +14,7 @@ from service.engine import Engine
 from service.errors import json_response
 from service.metrics import Metrics
 from service.schemas import ErrorResponse, Health, ModelInfo, model_info
+from service.supervisor import processes_status
 
 # The web page at /: one file, inline CSS and JS; the policy forbids it to load or call anything elsewhere.
 INDEX_HTML = (Path(__file__).resolve().parent / "static" / "index.html").read_bytes()
@@ -49,13 +50,17 @@ async def healthz() -> Response:
 
 
 async def readyz(engine: EngineDep) -> Response:
+    """This process's readiness; with several processes also how many of them serve."""
+    body: dict[str, Any] = {"status": "ready" if engine.ready else engine.state}
+    if (processes := processes_status()) is not None:
+        body["processes"] = processes
     if engine.ready:
-        return json_response({"status": "ready"})
-    return json_response({"status": engine.state}, 503, {"Retry-After": "1"})
+        return json_response(body)
+    return json_response(body, 503, {"Retry-After": "1"})
 
 
 async def model(engine: EngineDep) -> Response:
-    return json_response(model_info(engine.model, engine.settings))
+    return json_response(model_info(engine.model, engine.settings, processes_status()))
 
 
 async def metrics(request: Request) -> Response:

@@ -199,9 +199,9 @@ def make_model_dir(path: Path, name: str = "unit-bilstm", version: str = "0.0.1"
 
 @contextmanager
 def steady_load(
-    base: str, body: dict[str, object], clients: int = 4
+    base: str, body: dict[str, object], clients: int = 4, path: str = "/predict"
 ) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-    """``clients`` threads posting ``body`` to /predict back to back while the block runs: the answers'
+    """``clients`` threads posting ``body`` to ``path`` back to back while the block runs: the answers'
     JSON bodies (in the order they came) and the text of every answer that was not a 200."""
     answers: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -210,7 +210,7 @@ def steady_load(
     def load() -> None:
         with httpx.Client(base_url=base, timeout=30) as http:
             while not stop.is_set():
-                answer = http.post("/predict", json=body)
+                answer = http.post(path, json=body)
                 if answer.status_code == 200:
                     answers.append(answer.json())
                 else:

@@ -108,6 +108,7 @@ def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: 
         calls: dict[str, Callable[[dict[str, str]], Any]] = {
             "/predict": lambda h: c.post("/predict", json={"text": "x"}, headers=h),
             "/explain": lambda h: c.post("/explain", json={"text": "x"}, headers=h),
+            "/analyze": lambda h: c.post("/analyze", json={"text": "x"}, headers=h),
             "/v2 infer": lambda h: c.post("/v2/models/tiny-bilstm/infer", content=json.dumps(v2), headers=h),
         }
         for name, call in calls.items():
@@ -127,9 +128,14 @@ def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: 
         first = pool.submit(c.post, "/predict", json={"texts": ["a", "b", "c", "d"]})
         time.sleep(0.3)
         v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["one more"]}]}
-        refused = [c.post("/predict", json={"text": "one more"}), c.post("/v2/models/tiny-bilstm/infer", json=v2)]
+        refused = [
+            c.post("/predict", json={"text": "one more"}),
+            c.post("/v2/models/tiny-bilstm/infer", json=v2),
+            c.post("/analyze", json={"text": "One more. And another."}),
+        ]
         for answer in refused:
             assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
-        assert refused[0].json()["error"]["code"] == "overloaded"
+        assert refused[0].json()["error"]["code"] == refused[2].json()["error"]["code"] == "overloaded"
         assert refused[1].json()["error"].startswith("the queue is full (4 texts)")
         assert first.result().status_code == 200
+        assert c.post("/analyze", json={"text": "One more. And another."}).status_code == 200  # nothing lost

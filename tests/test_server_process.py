@@ -101,7 +101,8 @@ def test_bad_model_directory_exits_with_one_line(tmp_path: Path, free_port: int)
     process = start_server(tmp_path / "missing", free_port, log)
     assert process.wait(30) == 2
     errors = [line for line in log.read_text().splitlines() if line.startswith("error:")]
-    assert errors == [f"error: cannot start: model directory {tmp_path / 'missing'} does not exist"]
+    missing = tmp_path / "missing"
+    assert errors == [f"error: cannot start: {missing}: the model directory does not exist or is not a directory"]
 
 
 def test_several_processes_share_the_port_and_stop_together(tiny_model_dir: Path) -> None:

@@ -46,6 +46,21 @@ def _mismatched_tokenizer(d: Path) -> None:
     _reseal(d, "tokenizer.json")
 
 
+def _edit_card(d: Path, **fields: object) -> None:
+    card = json.loads((d / "model_card.json").read_text())
+    (d / "model_card.json").write_text(json.dumps({**card, **fields}))
+
+
+def _card_a_directory(d: Path) -> None:
+    (d / "model_card.json").unlink()
+    (d / "model_card.json").mkdir()
+
+
+def _model_a_symlink_loop(d: Path) -> None:
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(d / "model.onnx")
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -56,6 +71,19 @@ def _mismatched_tokenizer(d: Path) -> None:
         (_break_hash, "does not match the model card"),
         (_corrupt_model, "onnxruntime cannot load it"),
         (_mismatched_tokenizer, "tokenizer has"),
+        (lambda d: _edit_card(d, version=3), "'version' must be a non-empty string, not int"),
+        (lambda d: _edit_card(d, name={"a": 1}), "'name' must be a non-empty string, not dict"),
+        (lambda d: _edit_card(d, name=" "), "'name' must be a non-empty string"),
+        (lambda d: _edit_card(d, labels=["negative", "negative", "positive"]), "labels must be unique"),
+        (lambda d: _edit_card(d, labels=["negative", ""]), "every label must be a non-empty string"),
+        (lambda d: _edit_card(d, max_tokens=-5), "'max_tokens' must be a positive integer, not -5"),
+        (lambda d: _edit_card(d, max_tokens=True), "'max_tokens' must be a positive integer"),
+        (lambda d: _edit_card(d, files={"model.onnx": {"sha256": "abc", "bytes": 1}}), "sha256 of 64 hexadecimal"),
+        (lambda d: _edit_card(d, metrics=[]), "'metrics' must be dict, not list"),
+        (lambda d: _edit_card(d, languages=[""]), "'languages' must be language codes"),
+        (_card_a_directory, "model_card.json is not a file"),
+        (lambda d: (d / "model_card.json").write_text("[" * 100_000 + "]" * 100_000), "nested too deep"),
+        (_model_a_symlink_loop, r"the model directory cannot be read|model.onnx is"),
     ],
 )
 def test_a_bad_model_directory_stops_start_up(model_copy: Path, damage: Callable[[Path], object], message: str) -> None:
@@ -63,7 +91,13 @@ def test_a_bad_model_directory_stops_start_up(model_copy: Path, damage: Callable
     app = create_app(Settings(model_dir=model_copy))
     with pytest.raises(ModelLoadError, match=message) as info, TestClient(app):
         pass
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(model_copy) not in str(info.value)  # one line, no path
+
+
+def test_a_name_too_long_is_a_load_error_not_a_crash(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"cannot be read|does not exist") as info:
+        Predictor.load(tmp_path / ("x" * 300))
+    assert "x" * 300 not in str(info.value)
 
 
 def test_cuda_fails_loudly_when_it_cannot_run(tiny_model_dir: Path) -> None:

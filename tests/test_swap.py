@@ -3,12 +3,13 @@ directories, under steady load."""
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import signal
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -128,24 +129,94 @@ def test_sighup_reads_the_model_directory_again(tiny_model_dir: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_every_process_swaps(tiny_model_dir: Path, v2: Path) -> None:
+def test_with_two_processes_a_swap_under_load_answers_when_every_process_serves_it(
+    tiny_model_dir: Path, v2: Path
+) -> None:
     base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", SENTIMENT_ADMIN_KEY="admin-secret")
     try:
         bad = httpx.post(f"{base}/admin/model", json={"model_dir": "/nonexistent"}, headers=ADMIN, timeout=60)
-        assert bad.status_code == 422
-        answer = httpx.post(f"{base}/admin/model", json={"model_dir": str(v2)}, headers=ADMIN, timeout=60)
-        assert answer.status_code == 202, answer.text
-        deadline = time.monotonic() + 60
-        while True:  # new connections each time: the kernel spreads them over the processes
-            answers = [httpx.post(f"{base}/predict", json={"text": "ok"}, timeout=10) for _ in range(12)]
-            failed = [(a.status_code, a.text) for a in answers if a.status_code != 200]
-            assert not failed, failed  # a process being replaced answers what it accepted
-            seen = {a.json()["model"]["version"] for a in answers}
-            if seen == {"0.0.2"}:
-                break
-            assert time.monotonic() < deadline, seen
+        assert bad.status_code == 422 and "not a usable model directory" in bad.json()["error"]["message"]
+        predict, explain = {"texts": ["A fine film.", "Dull and long."] * 4}, {"text": "A fine film, " * 40}
+        with (
+            steady_load(base, predict, clients=16) as (answers, failures),
+            steady_load(base, explain, clients=2, path="/explain") as (_, explain_failures),
+        ):
+            time.sleep(1.0)
+            swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(v2)}, headers=ADMIN, timeout=600)
+            assert swapped.status_code == 200, swapped.text
+            assert swapped.json()["model"]["version"] == "0.0.2" and swapped.json()["processes"] == 2
+            settled = time.monotonic() + 5  # the process that answered leaves right after its answer
+            while time.monotonic() < settled and answers[-1]["model"]["version"] != "0.0.2":
+                time.sleep(0.1)
+            count = len(answers)
+            time.sleep(1.0)
+        assert failures == [] and explain_failures == []  # a process being replaced answers what it accepted
+        assert {a["model"]["version"] for a in answers[count:]} == {"0.0.2"}
+        assert metric(base, 'sentiment_model_swaps_total{result="ok"}') == 1
+        ready = httpx.get(f"{base}/readyz", timeout=5).json()
+        assert ready == {"status": "ready", "processes": {"configured": 2, "serving": 2}}
+        assert process.poll() is None
+    finally:
+        stop_server(process)
+
+
+def _workers(supervisor: subprocess.Popen[bytes]) -> list[int]:
+    children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
+    return [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
+def _until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_damaged_directory(
+    tiny_model_dir: Path, v2: Path, tmp_path: Path
+) -> None:
+    live = Path(shutil.copytree(v2, tmp_path / "live"))
+    base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", SENTIMENT_ADMIN_KEY="admin-secret")
+    try:
+        swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(live)}, headers=ADMIN, timeout=600)
+        assert swapped.status_code == 200, swapped.text
+        (live / "model_card.json").write_text("{")  # the operator's directory breaks on disk
+        (live / "model.onnx").write_bytes(b"broken")
+        with steady_load(base, {"text": "fine"}, clients=4) as (answers, failures):
+            os.kill(_workers(process)[0], signal.SIGKILL)
+            time.sleep(1.0)
+            _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json().get("processes", {}).get("serving") == 2)
             time.sleep(0.5)
         assert process.poll() is None
-        assert json.loads(httpx.get(f"{base}/model", timeout=5).text)["version"] == "0.0.2"
+        assert {a["model"]["version"] for a in answers} == {"0.0.2"}
+        assert all("gone" in f or "Connection" in f for f in failures)  # only the killed process's requests
+        assert metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.slow
+def test_a_replacement_that_cannot_start_does_not_stop_the_others(tiny_model_dir: Path, tmp_path: Path) -> None:
+    base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", TMPDIR=str(tmp_path))
+    try:
+        (control,) = tmp_path.glob("sentiment-control-*")
+        (proven,) = (control / "models").iterdir()
+        proven.chmod(0o755)
+        (proven / "model.onnx").chmod(0o644)
+        original = (proven / "model.onnx").read_bytes()
+        (proven / "model.onnx").write_bytes(b"broken")  # the host loses the model: no replacement can start
+        killed = _workers(process)[0]
+        assert (control / f"gauge_livesum_{killed}.db").exists()
+        os.kill(killed, signal.SIGKILL)
+        _until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="failed"}') >= 2)
+        assert process.poll() is None  # the supervisor keeps going, the other process keeps serving
+        answers = [httpx.post(f"{base}/predict", json={"text": "fine"}, timeout=10) for _ in range(10)]
+        assert {a.status_code for a in answers} == {200}
+        assert httpx.get(f"{base}/readyz", timeout=5).json()["processes"] == {"configured": 2, "serving": 1}
+        assert httpx.get(f"{base}/model", timeout=5).json()["processes"] == {"configured": 2, "serving": 1}
+        (proven / "model.onnx").write_bytes(original)  # repaired: the next retry (back-off) brings it back
+        _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2, 120)
+        assert not (control / f"gauge_livesum_{killed}.db").exists()  # a dead process's gauges are not summed
     finally:
         stop_server(process)
