@@ -136,7 +136,8 @@ def test_with_two_processes_a_swap_under_load_answers_when_every_process_serves_
     try:
         bad = httpx.post(f"{base}/admin/model", json={"model_dir": "/nonexistent"}, headers=ADMIN, timeout=60)
         assert bad.status_code == 422 and "not a usable model directory" in bad.json()["error"]["message"]
-        predict, explain = {"texts": ["A fine film.", "Dull and long."] * 4}, {"text": "A fine film, " * 40}
+        predict: dict[str, object] = {"texts": ["A fine film.", "Dull and long."] * 4}
+        explain: dict[str, object] = {"text": "A fine film, " * 40}
         with (
             steady_load(base, predict, clients=16) as (answers, failures),
             steady_load(base, explain, clients=2, path="/explain") as (_, explain_failures),
