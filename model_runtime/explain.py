@@ -13,6 +13,7 @@ word, so "DON'T" is one word, as written.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
@@ -64,7 +65,7 @@ def explain(
     log_odds = _log_odds(probs)
     words = []
     for k, (a, b) in enumerate(spans):
-        start, end = encoding.offsets[a][0], encoding.offsets[b - 1][1]
+        start, end = encoding.offsets[a][0], _past_marks(text, encoding.offsets[b - 1][1])
         weights = None
         if k >= first:
             delta = (log_odds[0] - log_odds[1 + k - first]).round(4).tolist()
@@ -72,6 +73,14 @@ def explain(
         words.append(WordWeight(text[start:end], start, end, weights))
     prediction = predictor.prediction(probs[0].tolist(), encoding, predictor.language(text))
     return Explanation(prediction, words, len(spans) - first, first > 0)
+
+
+def _past_marks(text: str, end: int) -> int:
+    """``end`` moved past the combining marks that follow it: a decomposed accent ("cafe\u0301") belongs
+    to its word, which the tokenizer reads composed (NFKC) and whose offsets stop before the mark."""
+    while end < len(text) and unicodedata.category(text[end]).startswith("M"):
+        end += 1
+    return end
 
 
 def _word_spans(text: str, word_ids: list[int | None], offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:

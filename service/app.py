@@ -69,5 +69,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     install_error_handlers(app, settings, metrics)
     # Innermost first: the scoring routes sit right in front of FastAPI's router, the request middleware outside.
     app.add_middleware(ScoringRoutes, engine=engine, routes=scoring)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, routes=app.router.routes
+    )
     return app

@@ -132,13 +132,26 @@ async def read_body(request: Request, settings: Settings) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        decoded = inflater.decompress(body, settings.max_body_bytes + 1)
-    except zlib.error as exc:
-        raise ApiError(400, "bad_request", f"the body is not valid gzip ({exc})") from None
-    if len(decoded) > settings.max_body_bytes or inflater.unconsumed_tail:
-        raise ApiError(413, "body_too_large", body_too_large(settings.max_body_bytes).message + " once decoded")
+    return gunzip(body, settings.max_body_bytes)
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """A gzip body as RFC 1952 has it: one member or several, one after the other, each complete with its
+    trailer; nothing after the last. At most ``limit`` bytes once decoded (a zip bomb is a 413 like any large
+    body)."""
+    decoded, rest = b"", body
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            decoded += inflater.decompress(rest, limit + 1 - len(decoded))
+        except zlib.error as exc:
+            problem = "has bytes after its last gzip member" if decoded else f"is not valid gzip ({exc})"
+            raise ApiError(400, "bad_request", f"the body {problem}") from None
+        if len(decoded) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, "body_too_large", body_too_large(limit).message + " once decoded")
+        if not inflater.eof:
+            raise ApiError(400, "bad_request", "the body is not valid gzip (it ends before the member's trailer)")
+        rest = inflater.unused_data
     return decoded
 
 

@@ -1,8 +1,11 @@
 """Request id, body-size limit, access log and request metrics, in one pure ASGI layer (no per-request task
 or body copy). It wraps everything, the fast path included.
 
-The body limit is checked on Content-Length before anything is read, and again while the body streams in
-(chunked uploads), so an oversized body is never held in memory whole.
+The body limit is checked on Content-Length before anything is read (413, and the connection closes: an
+``Expect: 100-continue`` client that sends its body anyway must not have it read as its next request), and
+again while the body streams in (chunked uploads), so an oversized body is never held in memory whole. A
+transfer coding other than chunked is 501. HEAD is answered wherever GET is (the server sends the headers
+only). Metrics label each request with its route's template, refusals before routing included.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import time
 import uuid
 
 from fastapi import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import body_too_large, ours
+from service.errors import ApiError, body_too_large, ours
 from service.lifecycle import ROUTE_LABEL
 from service.metrics import Metrics
 
@@ -25,27 +29,34 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, routes: list[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.routes = routes  # the app's, for the metrics' route label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"]
+        if method == "HEAD":  # routed as GET; the server itself leaves the body out of a HEAD answer
+            scope = {**scope, "method": "GET"}
         request_id, raw_id = _request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         status = 500
         received = 0
 
+        close = False  # the body will not be read: the connection cannot carry another request
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, raw_id)]
+                extra = [(REQUEST_ID_HEADER, raw_id), *([(b"connection", b"close")] if close else [])]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         async def receive_limited() -> Message:
@@ -58,26 +69,47 @@ class RequestContextMiddleware:
             return message
 
         try:
-            if _content_length(scope) > self.max_body:
-                await ours(body_too_large(self.max_body), request_id)(scope, receive, send_with_id)
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                close = True
+                await ours(refusal, request_id)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_limited, send_with_id)
         finally:
-            route = state.get(ROUTE_LABEL) or getattr(scope.get("route"), "path", "unmatched")
+            route = state.get(ROUTE_LABEL) or self._template(scope)
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.request_seconds.labels(route).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
                     "request",
                     extra={
                         "request_id": request_id,
-                        "method": scope["method"],
+                        "method": method,
                         "path": scope["path"],
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
+
+    def _refusal(self, scope: Scope) -> ApiError | None:
+        """What is refused before the app sees the request: a body over the limit by its Content-Length, a
+        transfer coding other than chunked."""
+        for name, value in scope["headers"]:
+            if name == b"transfer-encoding" and any(c.strip() != b"chunked" for c in value.lower().split(b",")):
+                coding = value.decode("latin-1")
+                return ApiError(501, "not_implemented", f"Transfer-Encoding {coding!r} is not supported; use chunked")
+        if _content_length(scope) > self.max_body:
+            return body_too_large(self.max_body)
+        return None
+
+    def _template(self, scope: Scope) -> str:
+        """The route template the path matches (a bounded label, whatever the path), else "unmatched"."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"
 
 
 def _content_length(scope: Scope) -> int:

@@ -1,14 +1,17 @@
 """What a valid text is, for every protocol: one validator, one verdict.
 
 A request carries 1 to ``max_texts`` texts; each must be a string of at most ``max_chars`` characters with
-at least one character that is not white space, where white space is JSON Schema's (ECMA-262) idea of it,
-so that the pattern the OpenAPI document publishes (``NOT_ONLY_WHITESPACE``) and the server agree on every
-string. (Python's ``str.isspace`` also counts U+001C..U+001F and leaves out U+FEFF: a text of one U+001C
-is a text; a text of one U+FEFF, a byte-order mark, is not.) Every refusal names the field and the limit.
+at least one character that is not white space, where white space is JSON Schema's (ECMA-262) idea of it
+plus U+0085, so that the pattern the OpenAPI document publishes (``NOT_ONLY_WHITESPACE``) and the server
+agree on every string but one kind: a text of nothing but ``<br>`` tags and white space, which the
+tokenizer reads as nothing and the server refuses like white space. (Python's ``str.isspace`` also counts
+U+001C..U+001F and leaves out U+FEFF: a text of one U+001C is a text; a text of one U+FEFF, a byte-order
+mark, is not.) Every refusal names the field and the limit.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +21,12 @@ import orjson
 
 from model_runtime import Language
 
-NOT_ONLY_WHITESPACE = r"[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+# White space: JSON Schema's (ECMA-262), plus U+0085 (NEXT LINE), which the tokenizer reads as white space too.
+WHITESPACE = r"\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_ONLY_WHITESPACE = rf"[^{WHITESPACE}]"
 _NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
+# Line-break tags, which the tokenizer reads as white space (the one rule the published pattern cannot say).
+_ONLY_BREAKS = re.compile(rf"(?:[{WHITESPACE}]|<[{WHITESPACE}]*br[{WHITESPACE}]*/?[{WHITESPACE}]*>)*", re.IGNORECASE)
 
 
 class InvalidInput(ValueError):
@@ -47,8 +54,8 @@ def check_text(value: Any, field: str, max_chars: int, refuse_language: Language
         raise InvalidInput(field, f"must be a string, not {json_type(value)}")
     if len(value) > max_chars:
         raise InvalidInput(field, f"has {len(value):,} characters; the limit is {max_chars:,}")
-    if not _NOT_ONLY_WHITESPACE.search(value):
-        raise InvalidInput(field, "must contain at least one non-whitespace character")
+    if not _NOT_ONLY_WHITESPACE.search(value) or _ONLY_BREAKS.fullmatch(value):
+        raise InvalidInput(field, "must contain at least one non-whitespace character (<br> tags count as white space)")
     if refuse_language is not None:
         check_language(refuse_language(value), field)
     return value
@@ -90,14 +97,24 @@ def json_type(value: Any) -> str:
 
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object (orjson: it refuses invalid UTF-8, lone surrogates and nesting deeper than
-    1,024 levels), or InvalidInput saying what is wrong with it."""
+    1,024 levels), or InvalidInput saying what is wrong with it; an object that names a key twice is refused
+    too (which of two values was meant is anybody's guess; parsers disagree)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(None, f"the body is not valid JSON ({_json_problem(body, exc)})") from None
     if not isinstance(data, dict):
         raise InvalidInput(None, f"the body must be a JSON object, not {json_type(data)}")
+    json.loads(body, object_pairs_hook=_without_duplicates)  # valid JSON already: only duplicates can raise
     return data
+
+
+def _without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for i, key in enumerate(keys) if key in keys[:i])
+        raise InvalidInput(duplicate, "appears twice in one JSON object; give each field once")
+    return dict(pairs)
 
 
 def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -62,6 +63,15 @@ def test_offsets_map_back_to_the_exact_substrings(client: TestClient) -> None:
         assert w["weights"] is not None
     assert e["prediction"]["tokens"] > len(e["words"])  # the misspelled and made-up words come in pieces
     assert e["explained_tokens"] == len(words)
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_a_word_keeps_its_combining_marks(client: TestClient, form: Literal["NFC", "NFD"]) -> None:
+    text = unicodedata.normalize(form, "Le café était très bon, déjà vu")
+    [e] = explain(client, text)
+    words = [w["text"] for w in e["words"]]
+    assert words == [unicodedata.normalize(form, w) for w in ["Le", "café", "était", "très", "bon", ",", "déjà", "vu"]]
+    assert all(text[w["start"] : w["end"]] == w["text"] for w in e["words"])
 
 
 def test_explanations_are_deterministic_and_agree_with_predict(client: TestClient) -> None:

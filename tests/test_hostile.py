@@ -236,6 +236,50 @@ def test_headers_and_encodings_clients_send(server: tuple[str, int, Path]) -> No
     assert httpx.post(f"{base}/predict", content=bomb, headers={"Content-Encoding": "gzip"}).status_code == 413
     brotli = httpx.post(f"{base}/predict", content=b"{}", headers={"Content-Encoding": "br"})
     assert brotli.status_code == 415 and "Content-Encoding" in brotli.json()["error"]["message"]
+    members = gzip.compress(b'{"text": ') + gzip.compress(b'"A lovely film."}')  # RFC 1952: members in a row
+    gzip_headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    assert httpx.post(f"{base}/predict", content=members, headers=gzip_headers).status_code == 200
+    for broken, fragment in ((packed[:-4], "trailer"), (packed + b"junk", "after its last gzip member")):
+        answer = httpx.post(f"{base}/predict", content=broken, headers=gzip_headers)
+        assert answer.status_code == 400 and fragment in answer.json()["error"]["message"]
+
+
+def test_the_edges_of_the_protocol(server: tuple[str, int, Path]) -> None:
+    base = server[0]
+    for path in ("/healthz", "/readyz", "/model", "/metrics", "/", "/openapi.json", "/v2", "/v2/models/tiny-bilstm"):
+        head, get = httpx.head(f"{base}{path}", timeout=10), httpx.get(f"{base}{path}", timeout=10)
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"], path
+    duplicate = httpx.post(
+        f"{base}/predict",
+        content=b'{"text": "awful", "text": "wonderful"}',
+        headers={"content-type": "application/json"},
+    )
+    assert duplicate.status_code == 422 and duplicate.json()["error"]["details"][0]["field"] == "text"
+    for unreadable in ("<br>", "\u0085", " <BR/> "):
+        for_us = httpx.post(f"{base}/predict", json={"text": unreadable}, timeout=10)
+        assert for_us.status_code == 422 and "non-whitespace" in for_us.json()["error"]["message"]
+        infer = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [unreadable]}]}
+        assert httpx.post(f"{base}/v2/models/{MODEL}/infer", json=infer, timeout=10).status_code == 400
+    sock = connect(base)  # Expect: 100-continue with a body over the limit: refused, and the connection closed
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 99999999\r\n\r\n"
+    )
+    status, headers, _ = read_response(sock)
+    assert status == 413 and headers["connection"] == "close"
+    sock.close()
+    sock = connect(base)
+    body = b'{"text": "fine"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + chunked)
+    status, headers, _ = read_response(sock)
+    assert status == 501 and headers["connection"] == "close"
+    sock.close()
+    metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    assert 'route="/v2/models/{name}",status="200"' in metrics
+    assert 'route="/openapi.json",status="200"' in metrics
+    assert 'route="/predict",status="413"' in metrics and 'method="HEAD",route="/healthz"' in metrics
 
 
 def test_a_single_process_exits_0_on_sigterm(tiny_model_dir: Path) -> None:

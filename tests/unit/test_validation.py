@@ -48,6 +48,10 @@ def verdict(fn: Any, *args: Any) -> str:
         ("x" * 20, True),
         ("x" * 21, False),
         ("", False),
+        ("\x85", False),  # NEXT LINE: white space to the tokenizer, so to every protocol
+        ("<br>", False),  # what the tokenizer's normalisation leaves empty is white space too
+        (" <BR />\n< br/>", False),
+        ("<br>ok", True),
     ],
 )
 def test_white_space_and_length_rules(text: str, valid: bool) -> None:
@@ -79,6 +83,17 @@ def test_predict_bodies_are_refused_naming_the_field(body: Any, field: str | Non
     with pytest.raises(InvalidInput) as info:
         predict_texts(body)
     assert info.value.field == field and message in info.value.message
+
+
+def test_a_key_given_twice_is_refused_naming_it() -> None:
+    for body in (b'{"text": "awful", "text": "wonderful"}', b'{"texts": ["a"], "texts": ["b"]}'):
+        with pytest.raises(InvalidInput, match="appears twice") as info:
+            ours.texts_of(body, JSON, LIMITS)
+        assert info.value.field in ("text", "texts")
+    nested = b'{"inputs": [{"name": "text", "name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}'
+    with pytest.raises(InvalidInput, match="appears twice") as nested_info:
+        json_object(nested)
+    assert nested_info.value.field == "name"
 
 
 def test_bodies_that_are_not_json_objects() -> None:
