@@ -21,12 +21,16 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from service.admission import RateMeter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,8 +74,11 @@ class BatchStats:
 class CostBudget:
     """Queued work in tokens against a budget that follows the measured rate."""
 
-    def __init__(self, budget: Callable[[], float], rate: Callable[[], float], max_texts: int) -> None:
+    def __init__(
+        self, budget: Callable[[], float], rate: Callable[[], float], max_texts: int, max_wait_s: float | None = None
+    ) -> None:
         self.budget, self.rate, self.max_texts = budget, rate, max_texts
+        self.max_wait_s = max_wait_s  # the most a Retry-After may promise (the budget, in seconds)
         self.cost = 0.0
         self.texts = 0
 
@@ -83,7 +90,8 @@ class CostBudget:
             raise QueueFullError(self.expected_wait(), f"the queue is full ({self.expected_wait():.1f} s of work)")
 
     def expected_wait(self) -> float:
-        return self.cost / max(self.rate(), 1e-9)
+        wait = self.cost / max(self.rate(), 1e-9)
+        return wait if self.max_wait_s is None else min(wait, self.max_wait_s)
 
     def retry_after(self) -> int:
         return max(1, math.ceil(self.expected_wait()))
@@ -225,11 +233,18 @@ class Batcher(Generic[Tag, Item]):
         self._executor.shutdown(wait=True)
 
 
-class SideLane:
-    """One thread for costly one-off jobs, bounded by the work queued on it (``budget``)."""
+class JobCancelled(Exception):
+    """Raised inside a side-lane job whose request has ended (the client left, or its deadline passed)."""
 
-    def __init__(self, budget: CostBudget, name: str) -> None:
-        self.budget = budget
+
+class SideLane:
+    """One thread for costly one-off jobs, bounded by the work queued on it (``budget``, in cost units, at
+    the lane's own measured ``rate``). A job gets an Event that is set when its request ends: it checks it
+    between steps and stops (JobCancelled), so that no work is finished for nobody; a job still queued is
+    withdrawn."""
+
+    def __init__(self, budget: CostBudget, rate: RateMeter, name: str) -> None:
+        self.budget, self.rate = budget, rate
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._accepting = True
 
@@ -238,14 +253,26 @@ class SideLane:
             raise NotAcceptingError
         self.budget.check(cost, 1)
 
-    async def call(self, fn: Callable[[], T], cost: float) -> T:
-        """Run ``fn`` on the lane's thread once the jobs before it are done."""
+    def expected_seconds(self, cost: float) -> float:
+        """How long ``cost`` takes on this lane at its measured rate (its own run, without the queue)."""
+        return cost / max(self.rate.value, 1e-9)
+
+    async def call(self, fn: Callable[[threading.Event], T], cost: float) -> T:
+        """Run ``fn(cancelled)`` on the lane's thread once the jobs before it are done."""
         self.admit(cost)
         self.budget.cost += cost
         self.budget.texts += 1
-        job = asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        cancelled = threading.Event()
 
-        def release(_: object) -> None:  # the thread cannot be stopped: its cost leaves when it ends
+        def timed() -> T:
+            started = time.perf_counter()
+            result = fn(cancelled)
+            self.rate.observe(cost, time.perf_counter() - started)
+            return result
+
+        job = asyncio.get_running_loop().run_in_executor(self._executor, timed)
+
+        def release(_: object) -> None:  # the job's cost leaves the budget when it ends, however it ends
             self.budget.cost -= cost
             self.budget.texts -= 1
 
@@ -253,7 +280,11 @@ class SideLane:
         try:
             return await asyncio.shield(job)
         except asyncio.CancelledError:
+            cancelled.set()  # a running job stops at its next step; a queued one never starts
+            job.cancel()
             raise
+        except JobCancelled:
+            raise asyncio.CancelledError from None
         except Exception as exc:
             log.exception("inference failed for a job of cost %.0f", cost)
             raise InferenceError(str(exc)) from exc

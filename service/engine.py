@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
 from service.admission import Admission, RateMeter
-from service.batcher import Batcher, BatchStats, CostBudget, NotAcceptingError, SideLane
+from service.batcher import Batcher, BatchStats, CostBudget, JobCancelled, NotAcceptingError, SideLane
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -34,7 +34,9 @@ log = logging.getLogger("service")
 
 # Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
 GPU_INFERENCE_WORKERS = 2
-EXPLAIN_YIELD_S = 0.02  # longest an explanation waits, per model run, for queued predictions to go first
+# Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
+# hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
+EXPLAIN_YIELD_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Engine:
         self._warmup: asyncio.Task[None] | None = None
         self._swap_lock = asyncio.Lock()
         self.rate = RateMeter(1)
+        self.explain_rate = RateMeter(1)
         self.admission: Admission | None = None
 
     # ---------------------------------------------------------------------------------------- state
@@ -140,13 +143,29 @@ class Engine:
         queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
         self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers)
         self._batcher.start()
-        lane = CostBudget(lambda: rate.per_worker() * s.max_explain_queue_seconds, rate.per_worker, s.max_queue)
-        self._explain_lane = SideLane(lane, "explain")
+        # The explanation lane measures its own rate (it shares the CPU with /predict): its budget, its
+        # Retry-After (never beyond the budget) and each explanation's deadline follow what it really achieves.
+        lane_rate = self.explain_rate = RateMeter(1)
+        lane = CostBudget(
+            lambda: lane_rate.value * s.max_explain_queue_seconds,
+            lambda: lane_rate.value,
+            s.max_queue,
+            s.max_explain_queue_seconds,
+        )
+        self._explain_lane = SideLane(lane, lane_rate, "explain")
         self.admission = Admission(s.max_concurrent_requests, s.max_client_batch, {"predict": queue, "explain": lane})
         self.admission.max_tokens = model.max_tokens
         self._warmup = asyncio.create_task(self._warm_up(), name="warm-up")
         if wait_for_warm_up:
             await asyncio.shield(self._warmup)
+
+    def deadline_s(self, lane: str, texts: list[str]) -> float:
+        """How long a request on ``lane`` may wait for its answer: SENTIMENT_REQUEST_TIMEOUT_S, and for an
+        explanation also its own run at the lane's measured rate (an accepted explanation completes)."""
+        if lane != "explain" or self._explain_lane is None:
+            return self.settings.request_timeout_s
+        cost = sum(map(self.explain_cost, texts))
+        return self.settings.request_timeout_s + self._explain_lane.expected_seconds(cost)
 
     def explain_cost(self, text: str) -> float:
         tokens = self.require_ready().text_cost(text)
@@ -170,13 +189,15 @@ class Engine:
             raise NotAcceptingError
         predictor, s, batcher = self.model, self.settings, self.batcher
 
-        def give_way_then_run(ids: list[list[int]]) -> npt.NDArray[np.float32]:
-            deadline = time.perf_counter() + EXPLAIN_YIELD_S
-            while batcher.depth and time.perf_counter() < deadline:
-                time.sleep(0.002)
-            return predictor.probabilities(ids)
+        def run(cancelled: threading.Event) -> list[Explanation]:
+            def give_way_then_run(ids: list[list[int]]) -> npt.NDArray[np.float32]:
+                if cancelled.is_set():  # the request has ended: stop here, between two model runs
+                    raise JobCancelled
+                deadline = time.perf_counter() + EXPLAIN_YIELD_S
+                while batcher.depth and time.perf_counter() < deadline:
+                    time.sleep(0.0005)
+                return predictor.probabilities(ids)
 
-        def run() -> list[Explanation]:
             return [explain(predictor, t, s.max_explain_tokens, s.max_batch_tokens, give_way_then_run) for t in texts]
 
         return predictor, await self._explain_lane.call(run, sum(map(self.explain_cost, texts)))
@@ -283,3 +304,4 @@ class Engine:
         started = time.perf_counter()
         self.model.probabilities([[2] * tokens] * texts)
         self.rate.value = texts * (tokens + 1) / (time.perf_counter() - started) * self.rate.workers
+        self.explain_rate.value = self.rate.per_worker()  # until explanations have measured their own

@@ -87,7 +87,7 @@ async def _answer(request: Request, scoring: Scoring, engine: Engine) -> Respons
             texts, context = scoring.parse(body, request.headers, request.path_params)
         with admission.slot(scoring.lane):
             work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts)
-            result = await until_answered(work, request, settings.request_timeout_s)
+            result = await until_answered(work, request, engine.deadline_s(scoring.lane, texts))
         return scoring.answer(result, context)
     except Exception as exc:
         return await failure(request, exc, scoring, engine.settings, engine.metrics)

@@ -138,6 +138,51 @@ def test_an_explain_flood_does_not_starve_predictions(tiny_model_dir: Path) -> N
         stop_server(process)
 
 
+def test_explanations_beside_scoring_load_complete_or_are_refused_at_once(tiny_model_dir: Path) -> None:
+    """16 /predict clients and 3 clients sending explanations at the /explain limits: every accepted
+    explanation completes (no 503 after a wait), every refusal comes at once with a Retry-After within the
+    lane's budget, and /predict keeps answering."""
+    budget = 2
+    base, process = launch(
+        tiny_model_dir, SENTIMENT_MAX_EXPLAIN_QUEUE_SECONDS=str(budget), SENTIMENT_REQUEST_TIMEOUT_S="5"
+    )
+    explained: list[tuple[int, float, int | None]] = []
+    predicted: Counter[int] = Counter()
+    stop = threading.Event()
+    long_text = " ".join(["the acting was wonderful but the ending was awful"] * 30)
+
+    def explain() -> None:
+        with httpx.Client(base_url=base, timeout=120) as http:
+            while not stop.is_set():
+                started = time.monotonic()
+                answer = http.post("/explain", json={"texts": [long_text] * 8})
+                retry = int(answer.headers["retry-after"]) if "retry-after" in answer.headers else None
+                explained.append((answer.status_code, time.monotonic() - started, retry))
+
+    def predict() -> None:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            while not stop.is_set():
+                predicted[http.post("/predict", json={"texts": [REVIEW] * 4}).status_code] += 1
+
+    threads = [threading.Thread(target=explain) for _ in range(3)] + [
+        threading.Thread(target=predict) for _ in range(16)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(20)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(180)
+        stop_server(process)
+    statuses = Counter(status for status, _, _ in explained)
+    assert set(statuses) <= {200, 429} and statuses[200] > 0, explained
+    assert all(retry is not None and 1 <= retry <= budget for status, _, retry in explained if status == 429)
+    assert all(seconds < 2 for status, seconds, _ in explained if status == 429)  # refused at once, not after a wait
+    assert set(predicted) == {200} and predicted[200] > 0
+
+
 def server_children(pid: int) -> list[int]:
     """The supervisor's server processes (not multiprocessing's resource tracker)."""
     children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 
-from service.batcher import Batcher, CostBudget, InferenceError, NotAcceptingError, QueueFullError, SideLane
+from service.admission import RateMeter
+from service.batcher import (
+    Batcher,
+    CostBudget,
+    InferenceError,
+    JobCancelled,
+    NotAcceptingError,
+    QueueFullError,
+    SideLane,
+)
 
 
 def run(coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -137,12 +147,12 @@ def test_cost_budget_refuses_work_past_its_budget_or_text_cap_but_always_takes_o
 
 def test_the_side_lane_runs_one_job_at_a_time_and_releases_its_cost() -> None:
     async def scenario() -> None:
-        lane = SideLane(CostBudget(lambda: 10.0, lambda: 1.0, 100), "explain")
+        lane = SideLane(CostBudget(lambda: 10.0, lambda: 1.0, 100), RateMeter(1), "explain")
         gate = threading.Event()
         threads: set[str] = set()
 
-        def job(value: int) -> Callable[[], int]:
-            def work() -> int:
+        def job(value: int) -> Callable[[threading.Event], int]:
+            def work(_: threading.Event) -> int:
                 threads.add(threading.current_thread().name)
                 assert gate.wait(10)
                 return value
@@ -161,5 +171,46 @@ def test_the_side_lane_runs_one_job_at_a_time_and_releases_its_cost() -> None:
         lane.drain()
         with pytest.raises(NotAcceptingError):
             await lane.call(job(4), 1)
+
+    run(scenario)
+
+
+def test_a_side_lane_job_whose_request_ended_stops_and_a_queued_one_never_starts() -> None:
+    """The request of a running job ends (its client left, its deadline passed): the job sees the flag at its
+    next step and stops; a job still queued behind it is withdrawn without running. Retry-After never
+    promises more than the lane's budget in seconds."""
+
+    async def scenario() -> None:
+        rate = RateMeter(1)
+        rate.value = 1.0
+        lane = SideLane(CostBudget(lambda: 10.0, lambda: rate.value, 100, max_wait_s=3), rate, "explain")
+        steps: list[int] = []
+        started = threading.Event()
+
+        def running(cancelled: threading.Event) -> int:
+            started.set()
+            for step in range(500):
+                if cancelled.is_set():
+                    raise JobCancelled
+                steps.append(step)
+                time.sleep(0.01)
+            return len(steps)
+
+        def queued(_: threading.Event) -> int:
+            steps.append(-1)
+            return -1
+
+        first = asyncio.ensure_future(lane.call(running, 6))
+        second = asyncio.ensure_future(lane.call(queued, 3))
+        await asyncio.to_thread(started.wait, 10)
+        with pytest.raises(QueueFullError) as refused:
+            await lane.call(queued, 5)
+        assert refused.value.retry_after == 3  # 9 s of queued work at this rate, but never past the budget
+        second.cancel()
+        first.cancel()
+        await until(lambda: lane.budget.cost == 0)
+        assert 0 < len(steps) < 500 and -1 not in steps
+        with pytest.raises(asyncio.CancelledError):
+            await first
 
     run(scenario)
