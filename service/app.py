@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from model_runtime import Predictor
 from service import admin, web
 from service.adapters import documents, oip, oip_schema, ours
-from service.config import SERVICE_VERSION, Settings
+from service.config import Settings
 from service.engine import Engine, load_model
 from service.errors import install_error_handlers
 from service.lifecycle import ScoringRoutes
@@ -23,6 +23,7 @@ from service.openapi import document_scoring_routes, with_request_schemas
 from service.schemas import make_analyze_request, make_predict_request
 from service.swap import install_signal_handlers
 from service.validation import TextLimits
+from service.version import SERVICE_VERSION
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:

@@ -12,7 +12,6 @@ from model_runtime.contract import SHIPPED_MODEL_DIR
 from model_runtime.documents import MIXED_THRESHOLD
 
 # This service's version (OpenAPI document, Open Inference Protocol server metadata); bumped with the model.
-SERVICE_VERSION = "3.0.0"
 
 
 class Settings(BaseSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import json
 import re
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from model_runtime import Predictor, file_sha256, pad_ids
 from service.app import create_app
 from service.config import Settings
-from tests.support import gauge, wait_until_ready
+from tests.support import ROOT, gauge, wait_until_ready
 from training.data import Split
 from training.export import as_served
 from training.train import TrainResult
@@ -146,6 +147,13 @@ def test_long_texts_are_truncated_and_flagged(client: TestClient) -> None:
     p = client.post("/predict", json={"text": words}).json()["predictions"][0]
     assert p["truncated"] is True
     assert p["tokens"] == card["max_tokens"]
+
+
+def test_one_version_for_the_package_the_openapi_document_and_the_protocol(client: TestClient) -> None:
+    version = importlib.metadata.version("sentiment-service")
+    assert client.get("/openapi.json").json()["info"]["version"] == version
+    assert client.get("/v2").json()["version"] == version
+    assert f"## [{version}]" in (ROOT / "CHANGELOG.md").read_text()  # every release says what it changed
 
 
 def test_health_model_and_metrics(client: TestClient, tiny_model_dir: Path) -> None:

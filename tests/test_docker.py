@@ -108,22 +108,19 @@ def docker(env: dict[str, str], *args: str, timeout: float = 120, check: bool = 
     return done.stdout.strip()
 
 
-DOCKER = ROOT / "deploy" / "docker"  # the Docker files, together; the build context stays the repository root
+DEPLOY_DOCKER = ROOT / "deploy" / "docker"  # the GPU image and the base-image helper; the CPU files are at the root
 FIGURES: dict[str, float] = {}  # written to test-artifacts/docker/figures.json for the README
 
 
 @pytest.fixture(scope="module")
 def image(docker_env: dict[str, str]) -> Iterator[str]:
     started = time.monotonic()
-    subprocess.run([str(DOCKER / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True, timeout=900)
+    subprocess.run([str(DEPLOY_DOCKER / "local-base-image.sh"), BASE_TAG], env=docker_env, check=True, timeout=900)
     FIGURES["base_image_seconds"] = round(time.monotonic() - started, 1)
     started = time.monotonic()
-    dockerfile = str(DOCKER / "Dockerfile")
-    docker(
+    docker(  # as the README says it: the Dockerfile at the root, found by its name
         docker_env,
         "build",
-        "-f",
-        dockerfile,
         "--build-arg",
         f"BASE_IMAGE={BASE_TAG}",
         "-t",
@@ -211,7 +208,7 @@ def test_compose_file_is_valid_and_runs(docker_env: dict[str, str], image: str, 
     }
 
     def run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([compose, *args], cwd=DOCKER, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([compose, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     config = run("config")
     assert config.returncode == 0, config.stderr

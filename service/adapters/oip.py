@@ -27,11 +27,12 @@ from starlette.datastructures import Headers
 from model_runtime import Prediction, Predictor
 from service.adapters.oip_schema import INPUT, MODEL_ANSWERS, OUTPUTS, answers, tensor_metadata
 from service.auth import check_api_key
-from service.config import SERVICE_VERSION, Settings
+from service.config import Settings
 from service.engine import Engine
 from service.errors import SHAPE_STATE, ApiError, json_response, open_inference
 from service.lifecycle import Scoring
 from service.validation import InvalidInput, TextLimits, check_count, check_text, json_type
+from service.version import SERVICE_VERSION
 
 HEADER_LENGTH = "inference-header-content-length"
 

@@ -1,5 +1,5 @@
 # CPU image of the sentiment service. No BuildKit features: it builds with the classic builder too.
-#   docker build -f deploy/docker/Dockerfile -t sentiment-service .    (from the repository root)
+#   docker build -t sentiment-service .
 #   docker run --rm -p 8000:8000 sentiment-service
 # A locally built base image can stand in for python:3.11-slim: --build-arg BASE_IMAGE=local/python-base:3.11
 ARG BASE_IMAGE=python:3.11-slim
