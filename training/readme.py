@@ -74,6 +74,7 @@ def _metrics_lines(card: ModelCard) -> list[str]:
     lines += [_metric_rows("all", test), *(_metric_rows(name, m) for name, m in test.get("by_source", {}).items())]
     if test.get("by_source") and card.calibration:
         lines += ["", "Per source, ECE and log loss read before → after temperature scaling."]
+    lines += _three_class_lines(card.labels, test)
     floors = {name: m["ece_if_calibrated"] for name, m in test.get("by_source", {}).items() if "ece_if_calibrated" in m}
     if floors:
         lines += [
@@ -121,6 +122,37 @@ def _metrics_lines(card: ModelCard) -> list[str]:
         f"Confusion matrix (rows true, columns predicted, order {matrix['labels']}): "
         f"`{matrix['rows_true_columns_predicted']}`. Reliability diagram: `evaluation/calibration.png`.",
     ]
+
+
+def _three_class_lines(labels: list[str], test: dict[str, Any]) -> list[str]:
+    """Per source, what each kind of label asks: per-class F1 where a source has the class; on its polar texts,
+    P(positive) against P(negative) (``polarity``, what a binary label says); how often it answers neutral."""
+    if "answered_neutral" not in test:
+        return []
+
+    def cell(m: dict[str, Any], label: str) -> str:
+        c = m["per_class"][label]
+        return f"{c['f1']:.3f}" if c["support"] else "-"
+
+    lines = [
+        "",
+        "Three classes and polarity (accuracy and macro-F1 over the labels a source has; polarity: on its "
+        "negative and positive texts, P(positive) against P(negative), and the ECE of that choice):",
+        "",
+        "| test set | "
+        + " | ".join(f"F1 {label}" for label in labels)
+        + " | polarity accuracy | polarity ECE | answered neutral | confidence when wrong |",
+        "|---|" + "---|" * (len(labels) + 4),
+    ]
+    for name, m in [("all", test), *test.get("by_source", {}).items()]:
+        polarity = f"{m['polarity_accuracy']:.4f} ({m['polarity_examples']:,})" if "polarity_accuracy" in m else "-"
+        polarity_ece = f"{m['polarity_ece']:.4f}" if "polarity_ece" in m else "-"
+        wrong = m.get("mean_confidence_when_wrong")
+        lines.append(
+            f"| {name} | {' | '.join(cell(m, label) for label in labels)} | {polarity} | {polarity_ece} | "
+            f"{m['answered_neutral']:.2%} | {f'{wrong:.3f}' if wrong is not None else '-'} |"
+        )
+    return lines
 
 
 def _sources_lines(data: dict[str, Any]) -> list[str]:
@@ -182,8 +214,10 @@ def _provenance_lines(card: ModelCard) -> list[str]:
         f"grad clip {train['grad_clip']}, early stopping patience {train['patience']}, seed {train['seed']}, "
         f"vocabulary {train['vocab_size']:,} from the training split (words seen {train['min_frequency']}+ times, "
         f"then the word vectors' words, {train['pieces']:,} sub-word pieces); sentence spans "
-        f"{train.get('span_fraction', 0)}, source balance {train.get('source_balance', 0)}, label smoothing "
-        f"{train.get('label_smoothing', 0)}, adversarial eps {train.get('adversarial_eps', 0)}.",
+        f"{train.get('span_fraction', 0)}, source balance {train.get('source_balance', 0)}, adversarial eps "
+        f"{train.get('adversarial_eps', 0)}; what each source's labels say: "
+        + ", ".join(f"{k} {v}" for k, v in card.data.get("supervision", {}).items())
+        + ".",
     ]
 
 

@@ -319,6 +319,7 @@ def _run_summary(
             "spec": dataset.spec,
             "dropped_duplicates": dataset.dropped_duplicates,
             "kept_and_dropped_by_source": dataset.report,
+            "supervision": dataset.supervision,
             "split_seed": split.seed,
             "split_seeds": split.seeds,
             "split_sizes": split.sizes(),
