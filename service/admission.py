@@ -21,22 +21,6 @@ from collections.abc import Iterator
 from service.batcher import CostBudget, QueueFullError
 
 CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a little pessimistic on purpose
-INITIAL_RATE = 50_000.0  # cost units per second until the warm-up has measured this host
-
-
-class RateMeter:
-    """Cost units per second over all workers: measured at warm-up, then a moving average of real batches."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self.value = INITIAL_RATE
-
-    def observe(self, cost: float, seconds: float) -> None:
-        if seconds > 0 and cost > 0:
-            self.value = 0.8 * self.value + 0.2 * (cost / seconds) * self.workers
-
-    def per_worker(self) -> float:
-        return self.value / self.workers
 
 
 class Admission:

@@ -27,10 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
-
-if TYPE_CHECKING:
-    from service.admission import RateMeter
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +66,24 @@ class BatchStats:
 
     on_batch: Callable[[int, float, float, float], None] | None = None  # texts, cost, seconds, queue wait
     on_depth: Callable[[int], None] | None = None
+
+
+INITIAL_RATE = 50_000.0  # cost units per second until the warm-up has measured this host
+
+
+class RateMeter:
+    """Cost units per second over all workers: measured at warm-up, then a moving average of real batches."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.value = INITIAL_RATE
+
+    def observe(self, cost: float, seconds: float) -> None:
+        if seconds > 0 and cost > 0:
+            self.value = 0.8 * self.value + 0.2 * (cost / seconds) * self.workers
+
+    def per_worker(self) -> float:
+        return self.value / self.workers
 
 
 class CostBudget:

@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
-from service.admission import Admission, RateMeter
-from service.batcher import Batcher, BatchStats, CostBudget, JobCancelled, NotAcceptingError, SideLane
+from service.admission import Admission
+from service.batcher import Batcher, BatchStats, CostBudget, JobCancelled, NotAcceptingError, RateMeter, SideLane
 from service.config import Settings
 from service.metrics import Metrics
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.admission import CHARS_PER_TOKEN, INITIAL_RATE, Admission, RateMeter
-from service.batcher import CostBudget, QueueFullError
+from service.admission import CHARS_PER_TOKEN, Admission
+from service.batcher import INITIAL_RATE, CostBudget, QueueFullError, RateMeter
 
 
 def admission(max_in_flight: int = 2) -> Admission:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from service.admission import RateMeter
 from service.batcher import (
     Batcher,
     CostBudget,
@@ -18,6 +17,7 @@ from service.batcher import (
     JobCancelled,
     NotAcceptingError,
     QueueFullError,
+    RateMeter,
     SideLane,
 )
 
