@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from service.batcher import CostBudget, QueueFullError
+from service.budget import CostBudget, QueueFullError
 
 CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a little pessimistic on purpose
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from model_runtime import Predictor
 from service import admin, web
 from service.adapters import documents, oip, oip_schema, ours
+from service.adapters.documents_schema import make_analyze_request
 from service.config import Settings
 from service.engine import Engine, load_model
 from service.errors import install_error_handlers
@@ -20,7 +21,7 @@ from service.lifecycle import ScoringRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.openapi import document_scoring_routes, with_request_schemas
-from service.schemas import make_analyze_request, make_predict_request
+from service.schemas import make_predict_request
 from service.swap import install_signal_handlers
 from service.validation import TextLimits
 from service.version import SERVICE_VERSION
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     # Innermost first: the scoring routes sit right in front of FastAPI's router, the request middleware outside.
     app.add_middleware(ScoringRoutes, engine=engine, routes=scoring)
     app.add_middleware(
-        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, routes=app.router.routes
+        RequestContextMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        templates=lambda: [*app.openapi()["paths"], *(str(r.path) for r in app.router.routes if hasattr(r, "path"))],
     )
     return app

@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
 from service.admission import Admission
-from service.batcher import Batcher, BatchStats, CostBudget, JobCancelled, NotAcceptingError, RateMeter, SideLane
+from service.batcher import Batcher, BatchStats, JobCancelled, NotAcceptingError, SideLane
+from service.budget import CostBudget, RateMeter
 from service.config import Settings
 from service.metrics import Metrics
 
@@ -211,22 +212,11 @@ class Engine:
         try:
             spread = self._model_runs.map if alone and self._model_runs else map
             predictions = predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
-            self._count_languages(predictions)
+            self.metrics.count_languages(predictions)
             return predictor, predictions
         finally:
             with self._batches_lock:
                 self._batches_running -= 1
-
-    def _count_languages(self, predictions: list[Prediction]) -> None:
-        counts = {"yes": 0, "no": 0, "unknown": 0}
-        for p in predictions:
-            language = p.language
-            counts[
-                "unknown" if language is None or language.code is None else "yes" if language.supported else "no"
-            ] += 1
-        for supported, count in counts.items():
-            if count:
-                self.metrics.texts_by_language.labels(supported).inc(count)
 
     def _observe_batch(self, texts: int, cost: float, seconds: float, waited: float) -> None:
         self.rate.observe(cost, seconds)

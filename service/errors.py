@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service.batcher import InferenceError, NotAcceptingError, QueueFullError
+from service.batcher import InferenceError, NotAcceptingError
+from service.budget import QueueFullError
 from service.config import Settings
 from service.engine import NotReadyError
 from service.metrics import Metrics

@@ -30,7 +30,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.auth import check_api_key
-from service.batcher import QueueFullError
+from service.budget import QueueFullError
 from service.config import Settings
 from service.engine import Engine
 from service.errors import ApiError, BodyTimeout, ClientGone, ErrorShape, body_too_large, outcome

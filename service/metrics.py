@@ -12,6 +12,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from model_runtime import Prediction
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -58,6 +60,17 @@ class Metrics:
         self.rejected = Counter(
             "sentiment_rejected_requests", "requests refused before inference", ["reason"], registry=r
         )
+
+    def count_languages(self, predictions: list[Prediction]) -> None:
+        """Scored texts by whether the model supports the language they appear to be in."""
+        counts = {"yes": 0, "no": 0, "unknown": 0}
+        for p in predictions:
+            language = p.language
+            known = language is not None and language.code is not None
+            counts["yes" if known and language.supported else "no" if known else "unknown"] += 1  # type: ignore[union-attr]
+        for supported, count in counts.items():
+            if count:
+                self.texts_by_language.labels(supported).inc(count)
 
     def observe_batch(self, texts: int, inference_seconds: float, queue_wait_seconds: float) -> None:
         self.batch_size.observe(texts)

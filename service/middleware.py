@@ -14,9 +14,10 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 from fastapi import HTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import ApiError, body_too_large, ours
@@ -29,11 +30,12 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, templates: Callable[[], list[str]]) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
-        self.routes = routes  # the app's, for the metrics' route label
+        self._templates = templates  # every route template the app serves, for the metrics' route label
+        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,12 +106,11 @@ class RequestContextMiddleware:
         return None
 
     def _template(self, scope: Scope) -> str:
-        """The route template the path matches (a bounded label, whatever the path), else "unmatched"."""
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                return str(getattr(route, "path", "unmatched"))
-        return "unmatched"
+        """The route template the path matches (a bounded label, whatever the path), else "unmatched". The
+        templates are read once, at the first request (every route is registered by then)."""
+        if self._patterns is None:
+            self._patterns = [(compile_path(t)[0], t) for t in sorted(set(self._templates()), key=len, reverse=True)]
+        return next((t for pattern, t in self._patterns if pattern.match(scope["path"])), "unmatched")
 
 
 def _content_length(scope: Scope) -> int:

@@ -12,9 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from service.adapters.documents_schema import AnalyzeResponse
 from service.adapters.oip_schema import INFER_ANSWERS, INFER_OK
 from service.lifecycle import Scoring, serve
-from service.schemas import AnalyzeResponse, ErrorResponse, ExplainResponse, PredictResponse
+from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
 
 SCORING_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},

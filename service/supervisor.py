@@ -188,7 +188,9 @@ class Supervisor(Multiprocess):
         serving = 0
         for index, process in enumerate(self.processes):
             slot = self.waiting.get(index)
-            if slot is not None and time.monotonic() >= slot.retry_at:
+            if slot is not None and slot.retry_at != float("inf"):
+                if time.monotonic() < slot.retry_at:
+                    continue  # its process is dead; the next replacement is not due yet
                 process = self.processes[index] = Process(self.config, self.sockets)
                 process.start()
                 slot.retry_at = float("inf")

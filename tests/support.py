@@ -43,7 +43,7 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = SHIPPED_MODEL_DIR
-BINARY_MODEL = SHIPPED_MODEL_DIR  # sentiment-bilstm 3.0.0: negative / positive, kept beside the default
+BINARY_MODEL = SHIPPED_MODEL_DIR.parent / "sentiment-bilstm-3.0.0"  # negative / positive, kept beside the default
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 
 # About 10 s of training on 2,000 texts of every source; reaches ~0.75 validation accuracy.

@@ -44,8 +44,8 @@ def tweets() -> Split:
 
 @pytest.fixture(scope="module")
 def adapted(movie_model: Path, tweets: Split, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """`python -m training adapt` on about 1,200 tweets labelled pos/neg; the adapted directory, the file,
-    stdout."""
+    """`python -m training adapt` on about 1,900 tweets labelled negative, neutral or positive (the movie model
+    never saw a neutral text); the adapted directory, the file, stdout."""
     root = tmp_path_factory.mktemp("adapt")
     data = root / "tweets.csv"
     with data.open("w", newline="") as f:
@@ -53,7 +53,7 @@ def adapted(movie_model: Path, tweets: Split, tmp_path_factory: pytest.TempPathF
         writer.writerow(["tweet", "mood"])
         # every 12th training tweet: about 1,200, their labels as common as in the source (the split lists
         # each label's texts together, so a prefix would hold one label only)
-        writer.writerows([ex.text, ("neg", "pos")[ex.label]] for ex in tweets.train[::12])
+        writer.writerows([ex.text, tweets.labels[ex.label]] for ex in tweets.train[::12])
     out = root / "adapted"
     command = [
         sys.executable,
@@ -92,10 +92,11 @@ def test_adapting_to_a_domain_it_never_saw_raises_held_out_accuracy(
     assert side["adapted"]["accuracy"] > side["base"]["accuracy"]
     assert "adapting raised accuracy" in stdout and "/admin/model" in stdout and str(out.resolve()) in stdout
     # On every tweet of the held-out test split too (none of them in the user's file):
-    labels = ("negative", "positive")
-    base = evaluate_examples(Predictor.load(movie_model), labels, tweets.test)["overall"]["accuracy"]
-    after = evaluate_examples(Predictor.load(out), labels, tweets.test)["overall"]["accuracy"]
-    assert after > base + 0.03
+    labels = tweets.labels
+    base = evaluate_examples(Predictor.load(movie_model), labels, tweets.test)["overall"]
+    after = evaluate_examples(Predictor.load(out), labels, tweets.test)["overall"]
+    assert after["accuracy"] > base["accuracy"] + 0.03
+    assert after["per_class"]["neutral"]["f1"] > base["per_class"]["neutral"]["f1"]  # it learned neutral
     forgotten = card.adaptation["base_sources"]
     assert set(forgotten["after"]) == {"imdb", "rotten_tomatoes"}
 
@@ -108,12 +109,13 @@ def test_the_side_by_side_table_is_what_the_two_models_score(
     out, data, _ = adapted
     with data.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    examples = [Example(r["tweet"], int(r["mood"] == "pos")) for r in rows]
-    split = split_dataset(Dataset(examples, ("negative", "positive"), str(data)))
+    labels = read_card(movie_model).labels
+    examples = [Example(r["tweet"], labels.index(r["mood"])) for r in rows]
+    split = split_dataset(Dataset(examples, tuple(labels), str(data)))
     card = read_card(out)
     assert card.adaptation["data"]["split"] == split.sizes()
     for name, directory in (("base", movie_model), ("adapted", out)):
-        recomputed = evaluate_examples(Predictor.load(directory), ("negative", "positive"), split.test)["overall"]
+        recomputed = evaluate_examples(Predictor.load(directory), tuple(labels), split.test)["overall"]
         for key in ("accuracy", "ece", "log_loss", "macro_f1"):
             assert recomputed[key] == pytest.approx(card.adaptation["user_test"][name][key], abs=1e-6), (name, key)
     readme = (out / "README.md").read_text()

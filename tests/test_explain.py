@@ -47,7 +47,7 @@ def test_a_clearly_charged_word_in_a_neutral_frame_pushes_its_way(client: TestCl
     [e] = explain(client, f"I watched the movie on Sunday. It was {word}.")
     w = weight(e, word)
     assert sign * w > 0
-    assert weight(e, word, "negative") == pytest.approx(-w, abs=1e-3)  # two labels: one's gain is the other's loss
+    assert sign * weight(e, word, "negative") < 0  # what pushes towards one polarity pushes from the other
     others = [abs(x["weights"]["positive"]) for x in e["words"] if x["text"].lower() != word]
     assert abs(w) > max(others), "the charged word should outweigh every neutral word"
 

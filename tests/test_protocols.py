@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.support import wait_until_ready
+from tests.support import BINARY_MODEL, SHIPPED_MODEL, wait_until_ready
 
 LIMIT = 40
 CASES: list[tuple[str, Any]] = [
@@ -95,7 +95,9 @@ def test_scores_agree_across_protocols(client: TestClient) -> None:
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": texts}],
         "outputs": [{"name": "probabilities"}],
     }
-    inferred = client.post("/v2/models/tiny-bilstm/infer", json=v2).json()["outputs"][0]["data"][1::2]
+    labels = client.get("/model").json()["labels"]
+    flat = client.post("/v2/models/tiny-bilstm/infer", json=v2).json()["outputs"][0]["data"]
+    inferred = flat[labels.index("positive") :: len(labels)]
     assert inferred == pytest.approx(predicted, abs=1e-6)
     assert [e["prediction"]["probabilities"]["positive"] for e in explained] == pytest.approx(predicted, abs=1e-6)
 
@@ -139,3 +141,33 @@ def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: 
         assert refused[1].json()["error"].startswith("the queue is full (4 texts)")
         assert first.result().status_code == 200
         assert c.post("/analyze", json={"text": "One more. And another."}).status_code == 200  # nothing lost
+
+
+@pytest.mark.parametrize(
+    "model_dir", [SHIPPED_MODEL, BINARY_MODEL], ids=["three labels (shipped)", "two labels (3.0.0)"]
+)
+def test_a_model_of_any_label_set_is_served_alike_through_every_protocol(model_dir: Path) -> None:
+    """The default three-label model and the binary 3.0.0 directory, through /predict, /explain, /analyze and
+    /v2: the labels come from the model's card everywhere, and every protocol gives the same probabilities."""
+    texts = ["Loved it, a wonderful film.", "The meeting is at 3 pm on Tuesday.", "Awful, a waste of money."]
+    with TestClient(create_app(Settings(model_dir=model_dir)), raise_server_exceptions=False) as c:
+        wait_until_ready(c)
+        info = c.get("/model").json()
+        labels, name = info["labels"], info["name"]
+        predicted = c.post("/predict", json={"texts": texts}).json()["predictions"]
+        assert all(list(p["probabilities"]) == labels for p in predicted)
+        explained = c.post("/explain", json={"texts": texts}).json()["explanations"]
+        analyzed = c.post("/analyze", json={"documents": texts}).json()["documents"]
+        v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": texts}]}
+        outputs = {o["name"]: o for o in c.post(f"/v2/models/{name}/infer", json=v2).json()["outputs"]}
+        assert outputs["probabilities"]["shape"] == [3, len(labels)]
+        assert c.get(f"/v2/models/{name}").json()["parameters"]["labels"] == labels
+        for i, p in enumerate(predicted):
+            row = outputs["probabilities"]["data"][i * len(labels) : (i + 1) * len(labels)]
+            assert row == pytest.approx([p["probabilities"][x] for x in labels], abs=1e-6)
+            assert outputs["label"]["data"][i] == p["label"] == explained[i]["prediction"]["label"]
+            assert set(explained[i]["words"][0]["weights"]) == set(labels)
+            (sentence,) = analyzed[i]["sentences"]
+            assert sentence["probabilities"] == pytest.approx(p["probabilities"], abs=1e-6)
+        page = c.get("/").text
+        assert "by-sentence" in page and "labels[labels.length - 1]" in page  # the page reads the labels too

@@ -186,13 +186,12 @@ def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_d
         (live / "model.onnx").write_bytes(b"broken")
         with steady_load(base, {"text": "fine"}, clients=4) as (answers, failures):
             os.kill(_workers(process)[0], signal.SIGKILL)
-            time.sleep(1.0)
+            _until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1)
             _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json().get("processes", {}).get("serving") == 2)
             time.sleep(0.5)
         assert process.poll() is None
         assert {a["model"]["version"] for a in answers} == {"0.0.2"}
         assert all("gone" in f or "Connection" in f for f in failures)  # only the killed process's requests
-        assert metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1
     finally:
         stop_server(process)
 

@@ -20,6 +20,7 @@ from training.data import Dataset, Split, split_dataset
 from training.evaluate import ece_if_calibrated, metrics
 from training.files import load_labelled_file
 from training.model import ModelConfig
+from training.sources import SOURCES_BY_NAME
 from training.train import TrainResult, train
 
 pytestmark = pytest.mark.slow
@@ -30,8 +31,9 @@ def test_a_short_run_learns(tiny_run: TrainResult, tiny_run_dir: Path) -> None:
     assert history == json.loads((tiny_run_dir / "history.json").read_text())
     assert len(history) == TINY_CONFIG.epochs
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert max(h["val_accuracy"] for h in history) > 0.65  # 2,000 held-out texts; a majority guess is ~0.55
-    assert set(history[-1]["val_accuracy_by_source"]) == {"imdb", "rotten_tomatoes", "tweets", "drug_reviews"}
+    # 2,000 held-out texts of three classes; the most common label (negative) is ~0.43 of them
+    assert max(h["val_accuracy"] for h in history) > 0.55
+    assert set(history[-1]["val_accuracy_by_source"]) == set(SOURCES_BY_NAME)
     assert (tiny_run_dir / "checkpoints" / "best.pt").exists()
     assert not tiny_run.model.training
 
@@ -86,7 +88,7 @@ def test_cli_trains_exports_and_evaluates_a_users_file(tmp_path: Path, imdb: Dat
     """`python -m training all` on a user's 3-class JSONL, then `evaluate` on another labelled file."""
     names = ("negative", "neutral", "positive")
     rows = [
-        {"review": ex.text[:300], "mood": names[ex.label * 2 if i % 3 else 1]}
+        {"review": ex.text[:300], "mood": names[ex.label if i % 3 else 1]}
         for i, ex in enumerate(imdb.examples[:300] + imdb.examples[-300:])
     ]
     data = tmp_path / "mine.jsonl"

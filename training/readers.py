@@ -17,6 +17,9 @@ from pathlib import Path
 
 import yaml
 
+from training.augment import polar_tokens
+from training.data import SENTIMENT_LABELS, Example, split_one_source
+
 # A sentence ends at . ! or ? followed by white space and an upper-case letter, a quote or a bracket.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"(])")
 _SPACE = re.compile(r"\s+")
@@ -95,3 +98,27 @@ READERS = {
     "articles": article_sentences,
     "dialogue": dialogue_utterances,
 }
+
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def neutral_rule_words(examples: list[Example], seeds: dict[str, str]) -> frozenset[str]:
+    """The rule that decides which texts of a neutral-by-kind source stay neutral: the words that the
+    training parts of the polar sources use e times as often under one label as under the other, in two
+    sources alike (``training.augment.polar_tokens``: "great", "awful", not an airline's name). A sentence
+    of an article or a dialogue that uses one is dropped. Only training parts are read, so no test text
+    decides what another source keeps."""
+    polar = [ex for ex in examples if ex.label != SENTIMENT_LABELS.index("neutral")]
+    train = []
+    for source in sorted({ex.source for ex in polar}):
+        train += split_one_source([ex for ex in polar if ex.source == source], seed=seeds[source])[0]
+    vocabulary: dict[str, int] = {}
+    ids = [[vocabulary.setdefault(w, len(vocabulary)) for w in words(ex.text)] for ex in train]
+    binary = [int(ex.label == SENTIMENT_LABELS.index("positive")) for ex in train]
+    names = {i: w for w, i in vocabulary.items()}
+    return frozenset(names[i] for i in polar_tokens(ids, binary, [ex.source for ex in train]))

@@ -17,11 +17,12 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from model_runtime import Language, Prediction, Predictor, document_verdict, split_sentences
+from service.adapters.documents_schema import AnalyzeResponse, DocumentOut
 from service.config import Settings
 from service.engine import Engine
 from service.errors import check_json_media_type, json_response, ours
 from service.lifecycle import Scoring
-from service.schemas import AnalyzeResponse, DocumentOut, language_out, model_ref
+from service.schemas import language_out, model_ref
 from service.validation import InvalidInput, TextLimits, check_count, check_language, json_object, json_type
 
 FIELDS = ("text", "documents")

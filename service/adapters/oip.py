@@ -15,7 +15,6 @@ binary data against the buffer.
 
 from __future__ import annotations
 
-import struct
 from typing import Annotated, Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from fastapi.responses import Response
 from starlette.datastructures import Headers
 
 from model_runtime import Prediction, Predictor
+from service.adapters.oip_binary import binary_strings, encode_binary
 from service.adapters.oip_schema import INPUT, MODEL_ANSWERS, OUTPUTS, answers, tensor_metadata
 from service.auth import check_api_key
 from service.config import Settings
@@ -206,7 +206,7 @@ def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[st
         raise InvalidInput("inputs[0].parameters", f"unknown {sorted(unknown)}; only binary_data_size is read")
     size = parameters.get("binary_data_size")
     if size is not None:
-        data: Any = _binary_strings(binary, _integer(size, "inputs[0].parameters.binary_data_size"), count)
+        data: Any = binary_strings(binary, _integer(size, "inputs[0].parameters.binary_data_size"), count)
     else:
         if binary:
             raise InvalidInput("inputs[0].parameters.binary_data_size", "binary data follows but none is declared")
@@ -215,31 +215,6 @@ def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[st
         found = len(data) if isinstance(data, list) else json_type(data)
         raise InvalidInput("inputs[0].data", f"shape [{count}] but {found} values")
     return [check_text(text, f"{INPUT}[{i}]", limits.max_chars, limits.refuse_language) for i, text in enumerate(data)]
-
-
-def _binary_strings(binary: bytes, size: int, count: int) -> list[str]:
-    """BYTES elements of the binary-data extension: each a 4-byte little-endian length, then the bytes; at
-    most ``count`` of them, every length checked against the buffer."""
-    field = "inputs[0].parameters.binary_data_size"
-    if size != len(binary):
-        raise InvalidInput(field, f"{size} bytes declared but {len(binary)} follow the header")
-    out: list[str] = []
-    position = 0
-    while position < size:
-        if len(out) == count:
-            raise InvalidInput(INPUT, f"more than the {count} elements its shape declares")
-        if position + 4 > size:
-            raise InvalidInput(f"{INPUT}[{len(out)}]", f"truncated length prefix at byte {position}")
-        (length,) = struct.unpack_from("<I", binary, position)
-        if position + 4 + length > size:
-            raise InvalidInput(f"{INPUT}[{len(out)}]", f"length {length:,} overruns the {size:,} binary bytes")
-        chunk = binary[position + 4 : position + 4 + length]
-        position += 4 + length
-        try:
-            out.append(chunk.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{INPUT}[{len(out)}]", "is not UTF-8") from None
-    return out
 
 
 def _response(
@@ -267,7 +242,7 @@ def _response(
         datatype, shape, values = tensors[name]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if binary:
-            blob = _encode_binary(datatype, values)
+            blob = encode_binary(datatype, values)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -284,14 +259,6 @@ def _response(
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(len(json_part))},
     )
-
-
-def _encode_binary(datatype: str, values: Any) -> bytes:
-    if datatype == "BYTES":
-        return b"".join(struct.pack("<I", len(b)) + b for b in (v.encode("utf-8") for v in values))
-    if datatype == "BOOL":
-        return bytes(np.ascontiguousarray(values, dtype=np.bool_).tobytes())
-    return bytes(np.ascontiguousarray(values, dtype="<f4").tobytes())
 
 
 def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.admission import CHARS_PER_TOKEN, Admission
-from service.batcher import INITIAL_RATE, CostBudget, QueueFullError, RateMeter
+from service.budget import INITIAL_RATE, CostBudget, QueueFullError, RateMeter
 
 
 def admission(max_in_flight: int = 2) -> Admission:

@@ -10,16 +10,8 @@ from typing import Any
 
 import pytest
 
-from service.batcher import (
-    Batcher,
-    CostBudget,
-    InferenceError,
-    JobCancelled,
-    NotAcceptingError,
-    QueueFullError,
-    RateMeter,
-    SideLane,
-)
+from service.batcher import Batcher, InferenceError, JobCancelled, NotAcceptingError, SideLane
+from service.budget import CostBudget, QueueFullError, RateMeter
 
 
 def run(coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:
