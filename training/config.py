@@ -14,7 +14,7 @@ from training.model import ModelConfig, option
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = option(9, "maximum epochs (early stopping may end sooner)")
+    epochs: int = option(6, "maximum epochs (early stopping may end sooner)")
     batch_size: int = option(64, "texts per training step")
     learning_rate: float = option(2e-3, "AdamW learning rate")
     weight_decay: float = option(1e-4, "AdamW weight decay")
