@@ -186,7 +186,7 @@ class Engine:
 
     async def explain(self, texts: list[str]) -> tuple[Predictor, list[Explanation]]:
         """Explanations on their own lane, which gives way to queued predictions between model runs."""
-        if self._explain_lane is None or self.draining:
+        if self._explain_lane is None:  # draining, it still answers what it accepted until drain() closes the lane
             raise NotAcceptingError
         predictor, s, batcher = self.model, self.settings, self.batcher
 

@@ -45,6 +45,7 @@ REQUEST_FILE = "swap-request.json"
 STATUS_FILE = "processes.json"
 PROVEN_DIR = "models"
 FIRST_RETRY_S, LAST_RETRY_S = 1.0, 60.0
+STARTING_PING_S = 0.2  # how long a starting replacement is asked whether it serves (it may be dying)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -195,14 +196,20 @@ class Supervisor(Multiprocess):
                 process.start()
                 slot.retry_at = float("inf")
             alive = process.process.is_alive()
+            if slot is not None:  # a replacement starting: dead, ready, or not yet (a short question)
+                if not alive:
+                    self._replace_later(index, process)
+                elif process.is_ready(STARTING_PING_S):
+                    serving += 1
+                    del self.waiting[index]
+                    self.replacements.labels("ok").inc()
+                    log.info("replacement process serving", extra={"pid": process.pid})
+                continue
             state = process._healthcheck(self.config.timeout_worker_healthcheck) if alive else None
-            if state is None:
+            if state is None:  # dead, or hung past the health-check timeout
                 self._replace_later(index, process)
             elif state:
                 serving += 1
-                if self.waiting.pop(index, None) is not None:
-                    self.replacements.labels("ok").inc()
-                    log.info("replacement process serving", extra={"pid": process.pid})
         status = {"configured": len(self.processes), "serving": serving}
         if read_json(self.control / STATUS_FILE) != status:
             write_json(self.control / STATUS_FILE, status)

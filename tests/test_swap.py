@@ -146,9 +146,9 @@ def test_with_two_processes_a_swap_under_load_answers_when_every_process_serves_
             swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(v2)}, headers=ADMIN, timeout=600)
             assert swapped.status_code == 200, swapped.text
             assert swapped.json()["model"]["version"] == "0.0.2" and swapped.json()["processes"] == 2
-            settled = time.monotonic() + 5  # the process that answered leaves right after its answer
-            while time.monotonic() < settled and answers[-1]["model"]["version"] != "0.0.2":
-                time.sleep(0.1)
+            # The process that answered leaves right after its answer, answering what its kept-alive
+            # connections still bring (on the old model) until it is gone.
+            _until(lambda: len(_workers(process)) == 2)
             count = len(answers)
             time.sleep(1.0)
         assert failures == [] and explain_failures == []  # a process being replaced answers what it accepted
@@ -184,6 +184,7 @@ def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_d
         assert swapped.status_code == 200, swapped.text
         (live / "model_card.json").write_text("{")  # the operator's directory breaks on disk
         (live / "model.onnx").write_bytes(b"broken")
+        _until(lambda: len(_workers(process)) == 2)  # the process that answered the swap has left
         with steady_load(base, {"text": "fine"}, clients=4) as (answers, failures):
             os.kill(_workers(process)[0], signal.SIGKILL)
             _until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1)
@@ -200,6 +201,7 @@ def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_d
 def test_a_replacement_that_cannot_start_does_not_stop_the_others(tiny_model_dir: Path, tmp_path: Path) -> None:
     base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", TMPDIR=str(tmp_path))
     try:
+        _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2)
         (control,) = tmp_path.glob("sentiment-control-*")
         (proven,) = (control / "models").iterdir()
         proven.chmod(0o755)
