@@ -54,11 +54,16 @@ def check_text(value: Any, field: str, max_chars: int, refuse_language: Language
         raise InvalidInput(field, f"must be a string, not {json_type(value)}")
     if len(value) > max_chars:
         raise InvalidInput(field, f"has {len(value):,} characters; the limit is {max_chars:,}")
-    if not _NOT_ONLY_WHITESPACE.search(value) or _ONLY_BREAKS.fullmatch(value):
+    if not readable(value):
         raise InvalidInput(field, "must contain at least one non-whitespace character (<br> tags count as white space)")
     if refuse_language is not None:
         check_language(refuse_language(value), field)
     return value
+
+
+def readable(value: str) -> bool:
+    """Whether a text has anything the model reads (the rule ``check_text`` refuses the rest by)."""
+    return bool(_NOT_ONLY_WHITESPACE.search(value)) and not _ONLY_BREAKS.fullmatch(value)
 
 
 def check_language(language: Language, field: str) -> None:

@@ -23,7 +23,15 @@ from service.engine import Engine
 from service.errors import check_json_media_type, json_response, ours
 from service.lifecycle import Scoring
 from service.schemas import language_out, model_ref
-from service.validation import InvalidInput, TextLimits, check_count, check_language, json_object, json_type
+from service.validation import (
+    InvalidInput,
+    TextLimits,
+    check_count,
+    check_language,
+    json_object,
+    json_type,
+    readable,
+)
 
 FIELDS = ("text", "documents")
 
@@ -70,7 +78,7 @@ def _read(text: str, where: str, settings: Settings, engine: Engine) -> ReadDocu
     if len(text) > settings.max_document_chars:
         message = f"{where} has {len(text):,} characters; the limit is {settings.max_document_chars:,}"
         return ReadDocument(text, [], None, ("document_too_long", message))
-    sentences = split_sentences(text)
+    sentences = [(a, n) for a, n in split_sentences(text) if readable(text[a : a + n])]  # "<br />" alone: nothing
     if not sentences:
         return ReadDocument(text, [], None, ("empty_document", f"{where} has no sentence to score"))
     language = engine.language(text)
