@@ -100,6 +100,18 @@ def json_type(value: Any) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
+def one_field(data: dict[str, Any], fields: dict[str, str]) -> str:
+    """The one field a body gives of ``fields`` (name -> what it holds), or InvalidInput naming an unknown
+    field, or saying that exactly one is wanted."""
+    choices = " or ".join(f"'{name}' ({kind})" for name, kind in fields.items())
+    for name in data:
+        if name not in fields:
+            raise InvalidInput(name, f"unknown field; give {choices}")
+    if len(data) != 1:
+        raise InvalidInput(None, f"give exactly one of {choices}")
+    return next(iter(data))
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object (orjson: it refuses invalid UTF-8, lone surrogates and nesting deeper than
     1,024 levels), or InvalidInput saying what is wrong with it; an object that names a key twice is refused

@@ -30,10 +30,11 @@ from service.validation import (
     check_language,
     json_object,
     json_type,
+    one_field,
     readable,
 )
 
-FIELDS = ("text", "documents")
+FIELDS = {"documents": "an array of strings", "text": "a string"}
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,7 @@ class ReadDocument:
 def read_documents(body: bytes, headers: Headers, settings: Settings, engine: Engine) -> list[ReadDocument]:
     check_json_media_type(headers)
     data = json_object(body)
-    for name in data:
-        if name not in FIELDS:
-            raise InvalidInput(name, "unknown field; give 'documents' (an array of strings) or 'text' (a string)")
-    if len(data) != 1:
-        raise InvalidInput(None, "give exactly one of 'documents' (an array of strings) or 'text' (a string)")
-    field = next(iter(data))
+    field = one_field(data, FIELDS)
     values = [data["text"]] if field == "text" else data["documents"]
     if not isinstance(values, list):
         raise InvalidInput(field, f"must be an array of strings, not {json_type(values)}")

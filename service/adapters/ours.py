@@ -19,21 +19,16 @@ from service.engine import Engine
 from service.errors import check_json_media_type, json_response, ours
 from service.lifecycle import Scoring
 from service.schemas import explain_response, predict_response
-from service.validation import InvalidInput, TextLimits, check_text, check_texts, json_object
+from service.validation import TextLimits, check_text, check_texts, json_object, one_field
 
-FIELDS = ("text", "texts")
+FIELDS = {"text": "a string", "texts": "an array of strings"}
 
 
 def texts_of(body: bytes, headers: Headers, limits: TextLimits) -> list[str]:
     """The texts of a ``{"text"}`` or ``{"texts"}`` body, validated (service.validation)."""
     check_json_media_type(headers)
     data = json_object(body)
-    for name in data:
-        if name not in FIELDS:
-            raise InvalidInput(name, "unknown field; give 'text' (a string) or 'texts' (an array of strings)")
-    if len(data) != 1:
-        raise InvalidInput(None, "give exactly one of 'text' (a string) or 'texts' (an array of strings)")
-    if "text" in data:
+    if one_field(data, FIELDS) == "text":
         return [check_text(data["text"], "text", limits.max_chars, limits.refuse_language)]
     return check_texts(data["texts"], "texts", limits)
 
