@@ -59,8 +59,8 @@ def main() -> None:
             "wrong": [(c["text"][:60], v) for ok, v, c in zip(right, verdicts, cases, strict=True) if not ok],
         }
         print(threshold, json.dumps(results["hand_written"][threshold]["by_verdict"]))
-    test = [ex for ex in split_dataset(load_sources(("imdb",))).test][: args.reviews]
-    names = split_dataset(load_sources(("imdb",))).labels
+    imdb = split_dataset(load_sources(("imdb",)))
+    test, names = imdb.test[: args.reviews], imdb.labels
     truth = [names[ex.label] for ex in test]
     reviews = analyze(http, [ex.text for ex in test])
     predicted = []

@@ -18,8 +18,8 @@ from service.config import Settings
 from service.engine import load_model
 from service.logs import configure_logging
 from service.server import GuardedHttpToolsProtocol, Server
-from service.supervisor import Supervisor, proven_copy, set_model_dir
-from service.swap import CONTROL_DIR_ENV, controlled_model_dir
+from service.supervisor import CONTROL_DIR_ENV, Supervisor, proven_copy, set_model_dir
+from service.swap import controlled_model_dir
 
 log = logging.getLogger("service")
 

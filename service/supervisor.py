@@ -40,6 +40,7 @@ from model_runtime import CARD_FILE, file_sha256, read_card
 
 log = logging.getLogger("service")
 
+CONTROL_DIR_ENV = "SENTIMENT_CONTROL_DIR"  # set by python -m service for its processes
 MODEL_DIR_FILE = "model_dir"  # the proven copy new processes load
 REQUEST_FILE = "swap-request.json"
 STATUS_FILE = "processes.json"
@@ -48,11 +49,15 @@ FIRST_RETRY_S, LAST_RETRY_S = 1.0, 60.0
 STARTING_PING_S = 0.2  # how long a starting replacement is asked whether it serves (it may be dying)
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Atomically: a reader sees the old content or the new, never half of it."""
+def write_atomically(path: Path, text: str) -> None:
+    """A reader sees the old content or the new, never half of it."""
     staged = path.with_name(path.name + ".new")
-    staged.write_text(json.dumps(value))
+    staged.write_text(text)
     staged.replace(path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomically(path, json.dumps(value))
 
 
 def read_json(path: Path) -> Any:
@@ -89,10 +94,8 @@ def remove_proven_copies(control: Path, keep: Path) -> None:
 
 
 def set_model_dir(control: Path, model_dir: Path) -> None:
-    """The proven copy that every process started from now on loads (atomically replaced)."""
-    staged = control / (MODEL_DIR_FILE + ".new")
-    staged.write_text(str(model_dir))
-    staged.replace(control / MODEL_DIR_FILE)
+    """The proven copy that every process started from now on loads."""
+    write_atomically(control / MODEL_DIR_FILE, str(model_dir))
 
 
 @dataclass
@@ -244,6 +247,6 @@ class Supervisor(Multiprocess):
 def processes_status() -> Any:
     """How many processes are configured and how many serve, as the supervisor last wrote it (None with one
     process)."""
-    control = os.environ.get("SENTIMENT_CONTROL_DIR")
+    control = os.environ.get(CONTROL_DIR_ENV)
     status = read_json(Path(control) / STATUS_FILE) if control else None
     return status if isinstance(status, dict) else None

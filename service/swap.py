@@ -22,10 +22,9 @@ from pathlib import Path
 
 from model_runtime import Predictor
 from service.engine import Engine, load_model
-from service.supervisor import MODEL_DIR_FILE, REQUEST_FILE, proven_copy, read_json, write_json
+from service.supervisor import CONTROL_DIR_ENV, MODEL_DIR_FILE, REQUEST_FILE, proven_copy, read_json, write_json
 
 log = logging.getLogger("service")
-CONTROL_DIR_ENV = "SENTIMENT_CONTROL_DIR"  # set by the supervisor (python -m service) for its processes
 OUTCOME_POLL_S = 0.05
 
 
