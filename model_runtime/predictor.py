@@ -9,7 +9,7 @@ touches numpy arrays, session options or execution providers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,16 +167,20 @@ class Predictor:
         max_batch_tokens: int | None = None,
         max_batch_size: int | None = None,
         map_groups: GroupMap = map,
+        languages: Sequence[bool] | None = None,
     ) -> list[Prediction]:
         """Predictions in input order. Texts are run in length order, in chunks of similar length (at most
         ``max_batch_tokens`` padded tokens and ``max_batch_size`` texts per run, when given), to cut padding;
-        ``map_groups`` runs those chunks (see GroupMap)."""
+        ``map_groups`` runs those chunks (see GroupMap). Each prediction says the text's language, unless
+        ``languages`` (one flag per text) says it is not wanted (the sentences of a document whose language
+        was read whole, say)."""
         encodings = self.encode(texts)
         ids = [enc.ids for enc in encodings]
         probs = self.grouped_probabilities(ids, max_batch_tokens, max_batch_size, map_groups=map_groups)
+        wanted = languages if languages is not None else [True] * len(texts)
         return [
-            self.prediction(p, enc, self.language(text))
-            for p, enc, text in zip(probs.tolist(), encodings, texts, strict=True)
+            self.prediction(p, enc, self.language(text) if want else None)
+            for p, enc, text, want in zip(probs.tolist(), encodings, texts, wanted, strict=True)
         ]
 
     def grouped_probabilities(

@@ -32,6 +32,7 @@ from service.budget import CostBudget, RateMeter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+In = TypeVar("In")  # one text as submitted
 Item = TypeVar("Item")  # one text's result
 Tag = TypeVar("Tag")  # what a batch ran on (the model), handed back with the results
 
@@ -45,8 +46,8 @@ class InferenceError(Exception):
 
 
 @dataclass(eq=False)
-class _Entry(Generic[Tag, Item]):
-    texts: list[str]
+class _Entry(Generic[In, Tag, Item]):
+    texts: list[In]
     cost: float
     future: asyncio.Future[tuple[Tag, list[Item]]]
     enqueued: float = field(default_factory=time.perf_counter)
@@ -60,10 +61,10 @@ class BatchStats:
     on_depth: Callable[[int], None] | None = None
 
 
-class Batcher(Generic[Tag, Item]):
+class Batcher(Generic[In, Tag, Item]):
     def __init__(
         self,
-        run: Callable[[list[str]], tuple[Tag, list[Item]]],
+        run: Callable[[list[In]], tuple[Tag, list[Item]]],
         max_batch_size: int,
         max_wait_ms: float,
         budget: CostBudget,
@@ -75,7 +76,7 @@ class Batcher(Generic[Tag, Item]):
         self._max_wait = max_wait_ms / 1000
         self.budget = budget
         self._stats = stats or BatchStats()
-        self._queue: deque[_Entry[Tag, Item]] = deque()
+        self._queue: deque[_Entry[In, Tag, Item]] = deque()
         self._wakeup = asyncio.Event()
         self._accepting = True
         self._task: asyncio.Task[None] | None = None
@@ -97,11 +98,11 @@ class Batcher(Generic[Tag, Item]):
             raise NotAcceptingError
         self.budget.check(cost, texts)
 
-    async def submit(self, texts: list[str], cost: float) -> tuple[Tag, list[Item]]:
+    async def submit(self, texts: list[In], cost: float) -> tuple[Tag, list[Item]]:
         """Results for ``texts`` in order, with the tag of what ran them. Cancelling the caller withdraws
         a queued entry."""
         self.admit(cost, len(texts))
-        entry: _Entry[Tag, Item] = _Entry(texts, cost, asyncio.get_running_loop().create_future())
+        entry: _Entry[In, Tag, Item] = _Entry(texts, cost, asyncio.get_running_loop().create_future())
         self._queue.append(entry)
         self._add(cost, len(texts))
         self._wakeup.set()
@@ -121,8 +122,8 @@ class Batcher(Generic[Tag, Item]):
         if self._stats.on_depth:
             self._stats.on_depth(self.budget.texts)
 
-    def _take_batch(self) -> list[_Entry[Tag, Item]]:
-        batch: list[_Entry[Tag, Item]] = []
+    def _take_batch(self) -> list[_Entry[In, Tag, Item]]:
+        batch: list[_Entry[In, Tag, Item]] = []
         size = 0
         while self._queue:
             entry = self._queue[0]
@@ -161,7 +162,7 @@ class Batcher(Generic[Tag, Item]):
         if self._running:
             await asyncio.wait(set(self._running))
 
-    async def _run_batch(self, batch: list[_Entry[Tag, Item]]) -> None:
+    async def _run_batch(self, batch: list[_Entry[In, Tag, Item]]) -> None:
         try:
             texts = [t for entry in batch for t in entry.texts]
             waited = time.perf_counter() - batch[0].enqueued

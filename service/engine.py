@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,13 @@ def load_model(settings: Settings, model_dir: Path | None = None) -> Predictor:
     )
 
 
+class ToScore(NamedTuple):
+    """One text as the batcher carries it: the text, and whether its answer says its language."""
+
+    text: str
+    language: bool
+
+
 class NotReadyError(Exception):
     """The engine has no warm model yet, or is draining: the client may retry (503)."""
 
@@ -84,7 +92,7 @@ class Engine:
         self.model_dir = Path(settings.model_dir)
         self.warmed_up = False
         self.draining = False
-        self._batcher: Batcher[Predictor, Prediction] | None = None
+        self._batcher: Batcher[ToScore, Predictor, Prediction] | None = None
         self._explain_lane: SideLane | None = None
         self._model_runs: ThreadPoolExecutor | None = None
         self._batches_running = 0
@@ -124,7 +132,7 @@ class Engine:
         return self.admission
 
     @property
-    def batcher(self) -> Batcher[Predictor, Prediction]:
+    def batcher(self) -> Batcher[ToScore, Predictor, Prediction]:
         if self._batcher is None:
             raise NotReadyError(self.state)
         return self._batcher
@@ -174,11 +182,13 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------- work
 
-    async def predict(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
-        """Predictions in order, and the model that made them (no texts: none, by the model in service)."""
+    async def predict(self, texts: list[str], languages: bool = True) -> tuple[Predictor, list[Prediction]]:
+        """Predictions in order, and the model that made them (no texts: none, by the model in service);
+        each says the text's language unless ``languages`` is False."""
         if not texts:
             return self.model, []
-        return await self.batcher.submit(texts, sum(map(self.require_ready().text_cost, texts)))
+        cost = sum(map(self.require_ready().text_cost, texts))
+        return await self.batcher.submit([ToScore(text, languages) for text in texts], cost)
 
     def language(self, text: str) -> Language:
         """The language ``text`` appears to be in, and whether the model in service supports it."""
@@ -203,7 +213,7 @@ class Engine:
 
         return predictor, await self._explain_lane.call(run, sum(map(self.explain_cost, texts)))
 
-    def _run_batch(self, texts: list[str]) -> tuple[Predictor, list[Prediction]]:
+    def _run_batch(self, batch: list[ToScore]) -> tuple[Predictor, list[Prediction]]:
         predictor = self.model  # the model a batch starts on is the one it finishes on
         s = self.settings
         with self._batches_lock:
@@ -211,8 +221,9 @@ class Engine:
             alone = self._batches_running == 1
         try:
             spread = self._model_runs.map if alone and self._model_runs else map
-            predictions = predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread)
-            self.metrics.count_languages(predictions)
+            texts, languages = [t.text for t in batch], [t.language for t in batch]
+            predictions = predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread, languages)
+            self.metrics.count_languages(p.language for p in predictions if p.language is not None)
             return predictor, predictions
         finally:
             with self._batches_lock:

@@ -56,6 +56,7 @@ class Scoring:
     parse: Callable[[bytes, Headers, dict[str, str]], tuple[list[str], Any]]  # body -> texts + what answer needs
     answer: Callable[[Any, Any], Response]  # (the engine's result, what parse returned beside the texts)
     check: Callable[[Engine, dict[str, str]], None] | None = None  # path parameters (e.g. the model's name)
+    languages: bool = True  # each text's answer says its language (an /analyze sentence's does not)
 
 
 async def serve(request: Request, scoring: Scoring, engine: Engine) -> Response:
@@ -86,7 +87,7 @@ async def _answer(request: Request, scoring: Scoring, engine: Engine) -> Respons
         else:
             texts, context = scoring.parse(body, request.headers, request.path_params)
         with admission.slot(scoring.lane):
-            work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts)
+            work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts, scoring.languages)
             result = await until_answered(work, request, engine.deadline_s(scoring.lane, texts))
         return scoring.answer(result, context)
     except Exception as exc:

@@ -8,11 +8,12 @@ every process writes its values there and a scrape of any process reports the su
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from model_runtime import Prediction
+from model_runtime import Language
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -49,8 +50,8 @@ class Metrics:
         self.texts_scored = Counter("sentiment_texts_scored", "texts scored", registry=r)
         self.texts_by_language = Counter(
             "sentiment_texts_by_language",
-            "texts scored (an /analyze sentence is one), by whether the model supports the language they appear "
-            "to be in: yes, no, or unknown (too short to tell)",
+            "texts scored (an /analyze document is one, read whole), by whether the model supports the language "
+            "they appear to be in: yes, no, or unknown (too short to tell)",
             ["supported"],
             registry=r,
         )
@@ -61,13 +62,11 @@ class Metrics:
             "sentiment_rejected_requests", "requests refused before inference", ["reason"], registry=r
         )
 
-    def count_languages(self, predictions: list[Prediction]) -> None:
-        """Scored texts by whether the model supports the language they appear to be in."""
+    def count_languages(self, languages: Iterable[Language]) -> None:
+        """Scored texts (or documents) by whether the model supports the language they appear to be in."""
         counts = {"yes": 0, "no": 0, "unknown": 0}
-        for p in predictions:
-            language = p.language
-            known = language is not None and language.code is not None
-            counts["yes" if known and language.supported else "no" if known else "unknown"] += 1  # type: ignore[union-attr]
+        for language in languages:
+            counts["unknown" if language.code is None else "yes" if language.supported else "no"] += 1
         for supported, count in counts.items():
             if count:
                 self.texts_by_language.labels(supported).inc(count)

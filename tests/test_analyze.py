@@ -116,16 +116,16 @@ def test_every_answer_says_the_language_and_whether_it_is_supported(client: Test
         {"code": "de", "supported": False},
         {"code": None, "supported": True},  # too short to tell is not unsupported
     ]
-    analyzed = client.post("/analyze", json={"documents": [GERMAN]}).json()["documents"][0]
-    assert analyzed["language"] == {"code": "de", "supported": False} and analyzed["sentences"]
+    analyzed = client.post("/analyze", json={"documents": [f"{GERMAN} {GERMAN}"]}).json()["documents"][0]
+    assert analyzed["language"] == {"code": "de", "supported": False} and len(analyzed["sentences"]) == 2
     explained = client.post("/explain", json={"text": GERMAN}).json()["explanations"][0]
     assert explained["prediction"]["language"] == {"code": "de", "supported": False}
     infer = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["Loved the film.", GERMAN]}]}
     outputs = {o["name"]: o["data"] for o in client.post("/v2/models/tiny-bilstm/infer", json=infer).json()["outputs"]}
     assert outputs["language"] == ["en", "de"] and outputs["language_supported"] == [True, False]
     metrics = client.get("/metrics").text
-    # scored texts: the German text of /predict, the sentence of /analyze, the text of /v2 (explanations are
-    # not batches of the scoring queue)
+    # scored texts: the German text of /predict, the document of /analyze (read whole, not sentence by
+    # sentence), the text of /v2 (explanations are not batches of the scoring queue)
     assert gauge(metrics, r'^sentiment_texts_by_language_total\{supported="no"\} (\S+)$') == 3
     assert gauge(metrics, r'^sentiment_texts_by_language_total\{supported="unknown"\} (\S+)$') >= 1
 

@@ -125,6 +125,8 @@ def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], 
         return texts, documents
 
     def answer(result: tuple[Predictor, list[Prediction]], documents: list[ReadDocument]) -> Response:
+        engine.metrics.count_languages(d.language for d in documents if d.error is None and d.language)
         return json_response(analyzed(*result, documents, settings.mixed_threshold))
 
-    return {("POST", "/analyze"): Scoring("predict", ours, 422, parse, answer)}
+    # A document's language is read whole (in parse); its sentences' are not asked for.
+    return {("POST", "/analyze"): Scoring("predict", ours, 422, parse, answer, languages=False)}

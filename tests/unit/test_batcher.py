@@ -47,10 +47,10 @@ def roomy() -> CostBudget:
     return CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
 
 
-async def one_batch_running(max_batch_size: int) -> tuple[GatedModel, Batcher[str, str], asyncio.Future[Any]]:
+async def one_batch_running(max_batch_size: int) -> tuple[GatedModel, Batcher[str, str, str], asyncio.Future[Any]]:
     """A started batcher whose first batch (one request, "a") is running, held by the gated model."""
     model = GatedModel()
-    batcher: Batcher[str, str] = Batcher(model, max_batch_size=max_batch_size, max_wait_ms=0, budget=roomy())
+    batcher: Batcher[str, str, str] = Batcher(model, max_batch_size=max_batch_size, max_wait_ms=0, budget=roomy())
     batcher.start()
     first = asyncio.ensure_future(batcher.submit(["a"], 1))
     assert await asyncio.to_thread(model.started.acquire, True, 10)
@@ -96,7 +96,7 @@ def test_a_failed_run_fails_its_batch_only() -> None:
         model = GatedModel()
         model.fail_next = True
         model.release.set()
-        batcher: Batcher[str, str] = Batcher(model, max_batch_size=8, max_wait_ms=0, budget=roomy())
+        batcher: Batcher[str, str, str] = Batcher(model, max_batch_size=8, max_wait_ms=0, budget=roomy())
         batcher.start()
         with pytest.raises(InferenceError, match="out of memory"):
             await batcher.submit(["x"], 1)
@@ -109,7 +109,7 @@ def test_a_failed_run_fails_its_batch_only() -> None:
 def test_drain_finishes_queued_work_and_refuses_new_work() -> None:
     async def scenario() -> None:
         model = GatedModel()
-        batcher: Batcher[str, str] = Batcher(model, max_batch_size=1, max_wait_ms=0, budget=roomy(), workers=1)
+        batcher: Batcher[str, str, str] = Batcher(model, max_batch_size=1, max_wait_ms=0, budget=roomy(), workers=1)
         batcher.start()
         pending = [asyncio.ensure_future(batcher.submit([t], 1)) for t in "abc"]
         assert await asyncio.to_thread(model.started.acquire, True, 10)
