@@ -5,6 +5,10 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS builder
+# strip (binutils) takes the debug symbols out of the extension modules; only the builder has it.
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md /src/
 COPY model_runtime /src/model_runtime
 COPY service /src/service
