@@ -1,14 +1,25 @@
-"""Shared fixtures: a tiny but real model (trained, exported, verified, evaluated) built once per session."""
+"""Shared fixtures: a tiny but real model (trained, exported, verified, evaluated), made once per recipe.
+
+The tiny run and its model directory are kept under the user's cache directory, named by the content hash
+of everything that makes them (the training, export and runtime code, the tiny settings, this file, every
+installed package's version): a second run of the suite on the same machine reuses them, and any change
+to what makes them makes them again.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.support import TINY_CONFIG, pick_free_port
+from tests import docker_image
+from tests.support import ROOT, TINY_CONFIG, pick_free_port
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars in training output help people, not test logs
 from training.data import Dataset, Split, split_dataset
@@ -38,22 +49,88 @@ def corpus_split(corpus: Dataset) -> Split:
     return split_dataset(corpus)
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The docker tests run last, their engine and image made in the background meanwhile."""
+    docker = [item for item in items if item.get_closest_marker("docker")]
+    if docker and not config.option.collectonly:
+        items[:] = [item for item in items if not item.get_closest_marker("docker")] + docker
+        docker_image.start_in_background()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    docker_image.stop_in_background_work()
+
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-service" / "tiny-model"
+
+
+def recipe_key() -> str:
+    """The content hash of what makes the tiny run and model."""
+    digest = hashlib.sha256(repr(TINY_CONFIG).encode())
+    code = [*ROOT.glob("training/*.py"), *ROOT.glob("training/*.json"), *ROOT.glob("model_runtime/*.py")]
+    for path in sorted([*code, Path(__file__)]):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
+    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()):
+        digest.update(dist.encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_cache() -> Path:
+    """This recipe's cache entry (other recipes' entries are removed: one is kept)."""
+    entry = CACHE / recipe_key()
+    if CACHE.exists():
+        for stale in CACHE.iterdir():
+            if stale != entry:
+                shutil.rmtree(stale, ignore_errors=True)
+    return entry
+
+
+def keep(source: Path, entry: Path) -> None:
+    """Copy ``source`` to ``entry`` all at once (a rename), so that a run cut short leaves nothing half made."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".staging-"))
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    staging.rename(entry)
+
+
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-run")
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_run_dir: Path, corpus: Dataset, corpus_split: Split) -> TrainResult:
+def tiny_run(tiny_run_dir: Path, tiny_cache: Path, request: pytest.FixtureRequest) -> TrainResult:
     """A real (seconds-long) training run of the shipped recipe at a tiny size, on every source."""
-    return train(corpus, corpus_split, tiny_run_dir, TINY_CONFIG)
+    entry = tiny_cache / "run"
+    if not entry.exists():
+        made = train(
+            request.getfixturevalue("corpus"), request.getfixturevalue("corpus_split"), tiny_run_dir, TINY_CONFIG
+        )
+        torch.save(made, tiny_run_dir / "result.pt")
+        keep(tiny_run_dir, entry)
+    shutil.copytree(entry, tiny_run_dir, dirs_exist_ok=True)
+    result: TrainResult = torch.load(tiny_run_dir / "result.pt", weights_only=False)
+    (tiny_run_dir / "result.pt").unlink()
+    return result
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_run: TrainResult, corpus_split: Split) -> Path:
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path, request: pytest.FixtureRequest) -> Path:
     """A real model directory (model.onnx, tokenizer.json, card with metrics), small enough for tests."""
+    entry = tiny_cache / "model"
+    if not entry.exists():
+        made = tmp_path_factory.mktemp("tiny-made") / "tiny"
+        tiny_run = request.getfixturevalue("tiny_run")
+        ship(
+            tiny_run,
+            request.getfixturevalue("corpus_split"),
+            ExportSpec(made, "tiny-bilstm", "0.0.1", "pytest fixture"),
+        )
+        keep(made, entry)
     model_dir = tmp_path_factory.mktemp("tiny-model") / "tiny"
-    ship(tiny_run, corpus_split, ExportSpec(model_dir, "tiny-bilstm", "0.0.1", "pytest fixture"))
+    shutil.copytree(entry, model_dir)
     return model_dir
 
 
