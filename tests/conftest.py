@@ -13,13 +13,14 @@ import importlib.metadata
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests import docker_image
-from tests.support import ROOT, TINY_CONFIG, pick_free_port
+from tests.support import ROOT, TINY_CONFIG, MadeOnce, pick_free_port
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars in training output help people, not test logs
 from training.data import Dataset, Split, split_dataset
@@ -96,6 +97,24 @@ def keep(source: Path, entry: Path) -> None:
 
 
 @pytest.fixture(scope="session")
+def made_once(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> MadeOnce:
+    """``made_once(name, make)``: a private copy of the directory ``make(path)`` writes, made once per recipe
+    (kept in this recipe's cache entry under ``name``)."""
+
+    def get(name: str, make: Callable[[Path], None]) -> Path:
+        entry = tiny_cache / name
+        if not entry.exists():
+            made = tmp_path_factory.mktemp(f"{name}-made") / name
+            make(made)
+            keep(made, entry)
+        copy = tmp_path_factory.mktemp(name) / name
+        shutil.copytree(entry, copy)
+        return copy
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-run")
 
@@ -117,21 +136,14 @@ def tiny_run(tiny_run_dir: Path, tiny_cache: Path, request: pytest.FixtureReques
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_cache: Path, request: pytest.FixtureRequest) -> Path:
+def tiny_model_dir(made_once: MadeOnce, request: pytest.FixtureRequest) -> Path:
     """A real model directory (model.onnx, tokenizer.json, card with metrics), small enough for tests."""
-    entry = tiny_cache / "model"
-    if not entry.exists():
-        made = tmp_path_factory.mktemp("tiny-made") / "tiny"
-        tiny_run = request.getfixturevalue("tiny_run")
-        ship(
-            tiny_run,
-            request.getfixturevalue("corpus_split"),
-            ExportSpec(made, "tiny-bilstm", "0.0.1", "pytest fixture"),
-        )
-        keep(made, entry)
-    model_dir = tmp_path_factory.mktemp("tiny-model") / "tiny"
-    shutil.copytree(entry, model_dir)
-    return model_dir
+
+    def make(path: Path) -> None:
+        spec = ExportSpec(path, "tiny-bilstm", "0.0.1", "pytest fixture")
+        ship(request.getfixturevalue("tiny_run"), request.getfixturevalue("corpus_split"), spec)
+
+    return made_once("tiny", make)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "ROOT",
     "SHIPPED_MODEL",
     "TINY_CONFIG",
+    "MadeOnce",
     "artifact_dir",
     "gauge",
     "launch",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
+# The made_once fixture (conftest.py): made_once(name, make) -> a copy of what make(path) wrote, made once per recipe
+MadeOnce = Callable[[str, Callable[[Path], None]], Path]
 SHIPPED_MODEL = SHIPPED_MODEL_DIR
 BINARY_MODEL = SHIPPED_MODEL_DIR.parent / "sentiment-bilstm-3.0.0"  # negative / positive, kept beside the default
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from model_runtime import Predictor, read_card
-from tests.support import ROOT, TINY_CONFIG, launch, metric, steady_load, stop_server
+from tests.support import ROOT, TINY_CONFIG, MadeOnce, launch, metric, steady_load, stop_server
 from training.data import Dataset, Example, Split, split_dataset
 from training.evaluate import evaluate_examples
 from training.pipeline import ExportSpec, ship
@@ -27,14 +27,15 @@ ADMIN = {"Authorization": "Bearer admin-secret"}
 
 
 @pytest.fixture(scope="module")
-def movie_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model that saw movie reviews only: tweets are a domain it never saw."""
-    movies = load_sources(MOVIE_REVIEW_SOURCES)
-    root = tmp_path_factory.mktemp("movies")
-    result = train(movies, split_dataset(movies), root / "run", TINY_CONFIG)
-    model_dir = root / "movie-bilstm"
-    ship(result, split_dataset(movies), ExportSpec(model_dir, "movie-bilstm", "1.0.0", "pytest fixture"))
-    return model_dir
+def movie_model(made_once: MadeOnce) -> Path:
+    """A tiny model that saw movie reviews only: tweets are a domain it never saw (made once per recipe)."""
+
+    def make(model_dir: Path) -> None:
+        movies = load_sources(MOVIE_REVIEW_SOURCES)
+        result = train(movies, split_dataset(movies), model_dir.parent / "run", TINY_CONFIG)
+        ship(result, split_dataset(movies), ExportSpec(model_dir, "movie-bilstm", "1.0.0", "pytest fixture"))
+
+    return made_once("movie-bilstm", make)
 
 
 @pytest.fixture(scope="module")
