@@ -42,7 +42,7 @@ def main() -> None:
 
     predictor = Predictor.load(args.model_dir, provider=args.provider, intra_op_threads=1)
     predictor.warm_up()
-    texts = test_reviews(args.model_dir, args.batch_size)
+    texts = test_reviews(args.batch_size)
     encodings = predictor.encode(texts)
     ids = [e.ids for e in encodings]
     batch, lengths = pad_ids(ids)

@@ -330,7 +330,7 @@ def main() -> None:
     ceiling = measure(
         args.model_dir, args.texts, 3, profile.batch_sizes, profile.setups, args.provider, profile.max_batch_tokens
     )
-    reviews = test_reviews(args.model_dir, args.texts)
+    reviews = test_reviews(args.texts)
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpus": os.cpu_count(),
@@ -399,7 +399,7 @@ def tune(args: argparse.Namespace) -> None:
     for item in args.only.split(","):
         name, concurrency = item.split(":")
         workloads[name] = (*workloads.get(name, ()), int(concurrency))
-    reviews = test_reviews(args.model_dir, args.texts)
+    reviews = test_reviews(args.texts)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_bodies(reviews, Path(tmp))
         port = free_port()
