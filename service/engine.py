@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -69,11 +68,7 @@ def load_model(settings: Settings, model_dir: Path | None = None) -> Predictor:
     )
 
 
-class ToScore(NamedTuple):
-    """One text as the batcher carries it: the text, and whether its answer says its language."""
-
-    text: str
-    language: bool
+ToScore = tuple[str, bool]  # one text as the batcher carries it, and whether its answer says its language
 
 
 class NotReadyError(Exception):
@@ -183,12 +178,12 @@ class Engine:
     # ---------------------------------------------------------------------------------------- work
 
     async def predict(self, texts: list[str], languages: bool = True) -> tuple[Predictor, list[Prediction]]:
-        """Predictions in order, and the model that made them (no texts: none, by the model in service);
-        each says the text's language unless ``languages`` is False."""
+        """Predictions in order (each with its text's language unless not ``languages``), and the model that
+        made them (no texts: none, by the model in service)."""
         if not texts:
             return self.model, []
         cost = sum(map(self.require_ready().text_cost, texts))
-        return await self.batcher.submit([ToScore(text, languages) for text in texts], cost)
+        return await self.batcher.submit([(text, languages) for text in texts], cost)
 
     def language(self, text: str) -> Language:
         """The language ``text`` appears to be in, and whether the model in service supports it."""
@@ -221,7 +216,7 @@ class Engine:
             alone = self._batches_running == 1
         try:
             spread = self._model_runs.map if alone and self._model_runs else map
-            texts, languages = [t.text for t in batch], [t.language for t in batch]
+            texts, languages = [text for text, _ in batch], [wanted for _, wanted in batch]
             predictions = predictor.predict(texts, s.max_batch_tokens, s.max_batch_size, spread, languages)
             self.metrics.count_languages(p.language for p in predictions if p.language is not None)
             return predictor, predictions
@@ -251,14 +246,11 @@ class Engine:
             if self.admission is not None:
                 self.admission.max_tokens = candidate.max_tokens
             self.metrics.model_swaps.labels("ok").inc()
-            log.info(
-                "model swapped",
-                extra={
-                    "previous": f"{previous.name} {previous.version}",
-                    "model": f"{candidate.name} {candidate.version}",
-                    "model_dir": str(target),
-                },
-            )
+            names = {
+                "previous": f"{previous.name} {previous.version}",
+                "model": f"{candidate.name} {candidate.version}",
+            }
+            log.info("model swapped", extra={**names, "model_dir": str(target)})
             return candidate
 
     def begin_draining(self) -> None:
@@ -290,13 +282,9 @@ class Engine:
             log.exception("warm-up failed; the service will not report ready")
             return
         self.warmed_up = True
+        warmup_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info(
-            "ready",
-            extra={
-                "warmup_ms": round((time.perf_counter() - started) * 1000, 1),
-                "provider": self.model.provider,
-                "rate": round(self.rate.value),
-            },
+            "ready", extra={"warmup_ms": warmup_ms, "provider": self.model.provider, "rate": round(self.rate.value)}
         )
 
     def _measure_rate(self) -> None:

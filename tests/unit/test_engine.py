@@ -13,7 +13,7 @@ import pytest
 from model_runtime import ModelLoadError
 from service.batcher import NotAcceptingError
 from service.config import Settings
-from service.engine import Engine, NotReadyError, ToScore, load_model
+from service.engine import Engine, NotReadyError, load_model
 from service.metrics import Metrics
 from tests.support import make_model_dir
 
@@ -51,7 +51,7 @@ def test_states_from_start_to_drain(models: tuple[Path, Path]) -> None:
         assert len(predictions) == 1
         await engine.drain()
         with pytest.raises(NotAcceptingError):
-            await engine.batcher.submit([ToScore("late", True)], 1)
+            await engine.batcher.submit([("late", True)], 1)
 
     run(scenario)
 
