@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what it needs (Debian packages, .venv), runs the
-# quality gates (scripts/lint.sh), then pytest in two tiers: the fast unit tests (tests/unit: real objects,
-# no HTTP, no server process), then everything else (real servers, Docker, Chromium, tritonclient, Ray,
-# training). Extra arguments go to pytest (e.g. scripts/test.sh -k api). COVERAGE=1 also measures the
+# quality gates (scripts/lint.sh) beside the fast unit tests (tests/unit: real objects, no HTTP, no server
+# process), then everything else (real servers, Docker, Chromium, tritonclient, Ray, training). What it
+# makes is reused by content hash on the next run: .venv (scripts/setup.sh), the tiny models
+# (tests/conftest.py), the base and service images (tests/docker_image.py). Extra arguments go to pytest (e.g. scripts/test.sh -k api). COVERAGE=1 also measures the
 # coverage of service/ and model_runtime/ (server subprocesses included) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 
 ./scripts/setup.sh
-./scripts/lint.sh
+# The quality gates run beside the unit tier (each keeps one of two cores busy); the rest of the suite
+# starts only when both have passed.
+gates_log=$(mktemp)
+./scripts/lint.sh >"$gates_log" 2>&1 &
+gates=$!
 
 coverage=()
 if [ "${COVERAGE:-0}" = 1 ]; then
@@ -38,8 +43,18 @@ tier() {  # pytest exits 5 when a -k/-m filter leaves a tier empty: that tier th
     [ "$status" = 0 ] || [ "$status" = 5 ]
 }
 started=$(date +%s)
-tier tests/unit "${coverage[@]}" "$@"
+unit=0
+tier tests/unit "${coverage[@]}" "$@" || unit=$?
 echo "unit tier: $(( $(date +%s) - started )) s"
+gate=0
+wait "$gates" || gate=$?
+cat "$gates_log"
+rm -f "$gates_log"
+if [ "$gate" != 0 ]; then
+    echo "the quality gates failed (scripts/lint.sh)" >&2
+    exit "$gate"
+fi
+[ "$unit" = 0 ]
 tier tests --ignore=tests/unit "${coverage[@]}" ${coverage:+--cov-append} "$@"
 if [ "${COVERAGE:-0}" = 1 ]; then
     .venv/bin/python -m coverage combine --append --quiet || true
