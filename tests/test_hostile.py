@@ -139,7 +139,9 @@ def test_a_client_that_leaves_mid_body_is_a_499_not_a_500(server: tuple[str, int
     while metric(base, 'sentiment_rejected_requests_total{reason="client_gone"}') < 30 and time.monotonic() < deadline:
         time.sleep(0.05)
     text = httpx.get(f"{base}/metrics").text
-    assert not re.search(r'sentiment_requests_total\{[^}]*status="5\d\d"', text)
+    # No 5xx on any route but readiness, whose 503 while the model warms up is its answer (the fixture's
+    # wait for readiness may see it, depending on when the port opens).
+    assert not re.search(r'sentiment_requests_total\{(?![^}]*route="/readyz")[^}]*status="5\d\d"', text)
     assert re.search(r'sentiment_requests_total\{method="POST",route="/predict",status="499"\} (\d+)', text)
     assert metric(base, 'sentiment_rejected_requests_total{reason="client_gone"}') >= 30
     assert "Traceback" not in log.read_text() and '"level": "error"' not in log.read_text()
