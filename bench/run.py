@@ -98,9 +98,12 @@ def write_bodies(reviews: list[str], folder: Path) -> dict[str, Path]:
     return files
 
 
-def start(cmd: list[str], env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str], port: int, log: Path | None = None, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """``cmd`` run from ``cwd`` (another commit's tree, say), once its /readyz answers 200."""
     with open(log or os.devnull, "ab") as stderr:
-        process = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=stderr)
     started = time.monotonic()
     while time.monotonic() - started < 60:
         try:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +29,7 @@ from typing import Any
 import httpx
 
 from bench.compare import at_commit
-from bench.run import RESULTS, ROOT, free_port
+from bench.run import RESULTS, ROOT, free_port, start, stop
 
 KEY = "bench-admin-key"
 NEW_VERSION = "0.0.0-swapped"
@@ -62,27 +60,11 @@ def server(root: Path, model_dir: Path, processes: int) -> Iterator[str]:
         "SENTIMENT_ADMIN_KEY": KEY,
         "SENTIMENT_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"], cwd=root, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
+    process = start([sys.executable, "-m", "service"], env, port, cwd=root)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("the server did not become ready")
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def one_case(base: str, target: Path, loaded: bool) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 # quality gates (scripts/lint.sh) beside the fast unit tests (tests/unit: real objects, no HTTP, no server
 # process), then everything else (real servers, Docker, Chromium, tritonclient, Ray, training). What it
 # makes is reused by content hash on the next run: .venv (scripts/setup.sh), the tiny models
-# (tests/conftest.py), the base and service images (tests/docker_image.py). Extra arguments go to pytest (e.g. scripts/test.sh -k api). COVERAGE=1 also measures the
-# coverage of service/ and model_runtime/ (server subprocesses included) and prints it.
+# (tests/conftest.py), the base and service images (tests/docker_image.py). Extra arguments go to pytest
+# (e.g. scripts/test.sh -k api). COVERAGE=1 also measures the coverage of service/ and model_runtime/
+# (server subprocesses included) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests import docker_image
-from tests.support import ROOT, TINY_CONFIG, MadeOnce, pick_free_port
+from tests.support import CACHE, ROOT, TINY_CONFIG, MadeOnce, pick_free_port
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars in training output help people, not test logs
 from training.data import Dataset, Split, split_dataset
@@ -63,7 +63,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     docker_image.stop_in_background_work()
 
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-service" / "tiny-model"
+TINY_CACHE = CACHE / "tiny-model"
+RESULT = "result.pt"  # the tiny run's TrainResult, kept beside the run's own files
 
 
 def recipe_key() -> str:
@@ -80,9 +81,9 @@ def recipe_key() -> str:
 @pytest.fixture(scope="session")
 def tiny_cache() -> Path:
     """This recipe's cache entry (other recipes' entries are removed: one is kept)."""
-    entry = CACHE / recipe_key()
-    if CACHE.exists():
-        for stale in CACHE.iterdir():
+    entry = TINY_CACHE / recipe_key()
+    if TINY_CACHE.exists():
+        for stale in TINY_CACHE.iterdir():
             if stale != entry:
                 shutil.rmtree(stale, ignore_errors=True)
     return entry
@@ -115,23 +116,21 @@ def made_once(tiny_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Mad
 
 
 @pytest.fixture(scope="session")
-def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("tiny-run")
+def tiny_run_dir(made_once: MadeOnce, request: pytest.FixtureRequest) -> Path:
+    """The run directory of a real (seconds-long) training run of the shipped recipe at a tiny size, on every
+    source, with the run's result (RESULT) beside the files training writes."""
+
+    def make(path: Path) -> None:
+        corpus, split = request.getfixturevalue("corpus"), request.getfixturevalue("corpus_split")
+        torch.save(train(corpus, split, path, TINY_CONFIG), path / RESULT)
+
+    return made_once("run", make)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_run_dir: Path, tiny_cache: Path, request: pytest.FixtureRequest) -> TrainResult:
-    """A real (seconds-long) training run of the shipped recipe at a tiny size, on every source."""
-    entry = tiny_cache / "run"
-    if not entry.exists():
-        made = train(
-            request.getfixturevalue("corpus"), request.getfixturevalue("corpus_split"), tiny_run_dir, TINY_CONFIG
-        )
-        torch.save(made, tiny_run_dir / "result.pt")
-        keep(tiny_run_dir, entry)
-    shutil.copytree(entry, tiny_run_dir, dirs_exist_ok=True)
-    result: TrainResult = torch.load(tiny_run_dir / "result.pt", weights_only=False)
-    (tiny_run_dir / "result.pt").unlink()
+def tiny_run(tiny_run_dir: Path) -> TrainResult:
+    """The tiny run's result: the trained network, its tokenizer, the run's record and history."""
+    result: TrainResult = torch.load(tiny_run_dir / RESULT, weights_only=False)
     return result
 
 

@@ -23,12 +23,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import CACHE, ROOT
 
 BASE_TAG = "local/python-base:3.11"
 IMAGE_TAG = "sentiment-service:test"
 DEPLOY_DOCKER = ROOT / "deploy" / "docker"  # the GPU image and the base-image helper; the CPU files are at the root
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-service"
 # What `docker build .` reads (the Dockerfile and what .dockerignore lets through, and more: a change
 # anywhere here builds the image again).
 BUILD_INPUTS = (

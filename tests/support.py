@@ -25,6 +25,7 @@ from training.model import ModelConfig
 __all__ = [
     "ARTIFACTS",
     "BINARY_MODEL",
+    "CACHE",
     "ROOT",
     "SHIPPED_MODEL",
     "TINY_CONFIG",
@@ -48,6 +49,8 @@ MadeOnce = Callable[[str, Callable[[Path], None]], Path]
 SHIPPED_MODEL = SHIPPED_MODEL_DIR
 BINARY_MODEL = SHIPPED_MODEL_DIR.parent / "sentiment-bilstm-3.0.0"  # negative / positive, kept beside the default
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
+# What the suite makes once and reuses while its inputs are unchanged (tiny models, Docker images)
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-service"
 
 # About 10 s of training on 2,000 texts of every source; reaches ~0.75 validation accuracy.
 TINY_CONFIG = TrainConfig(
