@@ -69,12 +69,12 @@ def server(root: Path, model_dir: Path, processes: int) -> Iterator[str]:
 
 def one_case(base: str, target: Path, loaded: bool) -> dict[str, Any]:
     """Swap to ``target`` while probing (and, when ``loaded``, loading) the server."""
-    stop = threading.Event()
+    finished = threading.Event()
     seen: list[tuple[float, str]] = []  # (time the answer came, version)
     failed: Counter[str] = Counter()
 
     def probe() -> None:
-        while not stop.is_set():
+        while not finished.is_set():
             try:
                 answer = httpx.post(f"{base}/predict", json={"text": "fine"}, headers={"Connection": "close"})
             except httpx.TransportError as exc:
@@ -88,7 +88,7 @@ def one_case(base: str, target: Path, loaded: bool) -> dict[str, Any]:
 
     def load(path: str, body: dict[str, Any]) -> None:
         with httpx.Client(base_url=base, timeout=120) as http:
-            while not stop.is_set():
+            while not finished.is_set():
                 try:
                     answer = http.post(path, json=body)
                 except httpx.TransportError as exc:
@@ -122,7 +122,7 @@ def one_case(base: str, target: Path, loaded: bool) -> dict[str, Any]:
         recent = [v for t, v in seen if t > now - QUIET_S]
         if now - started > QUIET_S and recent and all(v == NEW_VERSION for v in recent):
             break
-    stop.set()
+    finished.set()
     for t in threads:
         t.join(150)
     after = [(t, v) for t, v in seen if t > started]
