@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from model_runtime.contract import SHIPPED_MODEL_DIR
+from tests import CACHE, ROOT
 from training.config import TrainConfig
 from training.model import ModelConfig
 
@@ -29,6 +31,7 @@ __all__ = [
     "ROOT",
     "SHIPPED_MODEL",
     "TINY_CONFIG",
+    "Load",
     "MadeOnce",
     "artifact_dir",
     "gauge",
@@ -43,14 +46,11 @@ __all__ = [
     "wait_until_ready",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 # The made_once fixture (conftest.py): made_once(name, make) -> a copy of what make(path) wrote, made once per recipe
 MadeOnce = Callable[[str, Callable[[Path], None]], Path]
 SHIPPED_MODEL = SHIPPED_MODEL_DIR
 BINARY_MODEL = SHIPPED_MODEL_DIR.parent / "sentiment-bilstm-3.0.0"  # negative / positive, kept beside the default
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
-# What the suite makes once and reuses while its inputs are unchanged (tiny models, Docker images)
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sentiment-service"
 
 # About 10 s of training on 2,000 texts of every source; reaches ~0.75 validation accuracy.
 TINY_CONFIG = TrainConfig(
@@ -203,30 +203,49 @@ def make_model_dir(path: Path, name: str = "unit-bilstm", version: str = "0.0.1"
     return path
 
 
+@dataclass
+class Load:
+    """What a steady load got: the answers' JSON bodies (in the order they came) and the text of every
+    answer that was not a 200."""
+
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    begun: list[int] = field(default_factory=list)  # per client: the requests it has sent
+    done: list[int] = field(default_factory=list)  # per client: the requests it has had answered
+
+    def answered_from_now(self, timeout: float = 60) -> int:
+        """Wait until every client has had an answer to a request it sent after this call; the index in
+        ``answers`` from which on every answer is to such a request (each client waits for each answer)."""
+        begun = list(self.begun)
+        deadline = time.monotonic() + timeout
+        while any(done <= sent for done, sent in zip(self.done, begun, strict=True)):
+            assert time.monotonic() < deadline, "a client got no answer"
+            time.sleep(0.05)
+        return len(self.answers)
+
+
 @contextmanager
-def steady_load(
-    base: str, body: dict[str, object], clients: int = 4, path: str = "/predict"
-) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
-    """``clients`` threads posting ``body`` to ``path`` back to back while the block runs: the answers'
-    JSON bodies (in the order they came) and the text of every answer that was not a 200."""
-    answers: list[dict[str, Any]] = []
-    failures: list[str] = []
+def steady_load(base: str, body: dict[str, object], clients: int = 4, path: str = "/predict") -> Iterator[Load]:
+    """``clients`` threads posting ``body`` to ``path`` back to back while the block runs."""
+    load = Load(begun=[0] * clients, done=[0] * clients)
     stop = threading.Event()
 
-    def load() -> None:
+    def client(n: int) -> None:
         with httpx.Client(base_url=base, timeout=30) as http:
             while not stop.is_set():
+                load.begun[n] += 1
                 answer = http.post(path, json=body)
                 if answer.status_code == 200:
-                    answers.append(answer.json())
+                    load.answers.append(answer.json())
                 else:
-                    failures.append(answer.text)
+                    load.failures.append(answer.text)
+                load.done[n] += 1
 
-    threads = [threading.Thread(target=load) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     try:
-        yield answers, failures
+        yield load
     finally:
         stop.set()
         for t in threads:

@@ -132,13 +132,13 @@ def test_a_running_server_swaps_to_the_adapted_model_under_load(
     out = adapted[0]
     base, process = launch(movie_model, SENTIMENT_ADMIN_KEY="admin-secret")
     try:
-        with steady_load(base, {"texts": ["@united lost my bag again", "great crew!"] * 4}) as (answers, failures):
+        with steady_load(base, {"texts": ["@united lost my bag again", "great crew!"] * 4}) as load:
             time.sleep(1.0)
             swapped = httpx.post(f"{base}/admin/model", json={"model_dir": str(out)}, headers=ADMIN, timeout=60)
             assert swapped.status_code == 200, swapped.text
             time.sleep(1.0)
-        assert failures == []
-        models = [json.dumps(a["model"], sort_keys=True) for a in answers]
+        assert load.failures == []
+        models = [json.dumps(a["model"], sort_keys=True) for a in load.answers]
         adapted_ref = json.loads(models[-1])
         assert adapted_ref["name"] == "movie-bilstm-adapted"
         assert adapted_ref["base"] == {"name": "movie-bilstm", "version": "1.0.0"}

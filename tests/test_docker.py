@@ -9,10 +9,12 @@ built before from the same inputs is loaded from its cached tarball instead of b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -36,11 +38,11 @@ def engine_and_image() -> Iterator[tuple[Engine, str]]:
     if reason:
         pytest.skip(reason)
     try:
-        engine, image = docker_image.prepared()
+        engine, image = docker_image.prepared(Path(os.environ[docker_image.ENV]))
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
     yield engine, image
-    (artifact_dir("docker") / "figures.json").write_text(json.dumps(engine.figures, indent=2))
+    shutil.copy(engine.figures, artifact_dir("docker") / "figures.json")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def wait_ready(base: str, what: Callable[[], str], timeout: float = 60) -> None:
 
 def test_image_is_small_and_has_no_torch(engine: Engine, docker_env: dict[str, str], image: str) -> None:
     size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", image))
-    engine.figures["image_megabytes"] = round(size / 1e6, 1)
+    engine.record(image_megabytes=round(size / 1e6, 1))
     assert size <= IMAGE_LIMIT_BYTES
     probe = subprocess.run(
         [
@@ -130,7 +132,7 @@ def test_container_serves_and_drains_on_sigterm(
         started = time.monotonic()
         engine.docker("stop", "--time", "25", name, timeout=60)  # SIGTERM, SIGKILL after 25 s
         stopped_in = time.monotonic() - started
-        engine.figures["sigterm_to_exit_seconds"] = round(stopped_in, 2)
+        engine.record(sigterm_to_exit_seconds=round(stopped_in, 2))
         state = json.loads(engine.docker("inspect", "--format", "{{json .State}}", name))
         assert state["ExitCode"] == 0, engine.docker("logs", name, check=False)
         assert stopped_in < 20
