@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what it needs (Debian packages, .venv), runs the
-# quality gates (scripts/lint.sh) beside the fast unit tests (tests/unit: real objects, no HTTP, no server
-# process), then everything else (real servers, Docker, Chromium, tritonclient, Ray, training) in one test
-# process per core. What it makes is reused by content hash on the next run: .venv (scripts/setup.sh), the
+# quality gates (scripts/lint.sh) beside the tests, in one test process per core: the fast unit tests
+# (tests/unit: real objects, no HTTP, no server process) first, then everything else (real servers,
+# Docker, Chromium, tritonclient, Ray, training). What it makes is reused by content hash on the next run: .venv (scripts/setup.sh), the
 # corpora and tiny models (tests/conftest.py), the base and service images (tests/docker_image.py). Extra
 # arguments go to pytest (e.g. scripts/test.sh -k api); TEST_PROCESSES sets the number of test processes.
 # COVERAGE=1 also measures the coverage of service/ and model_runtime/ (server subprocesses included) and
@@ -51,8 +51,7 @@ rm -f "$debian_log"
 [ "$status" = 0 ]
 echo "set-up: $(( $(date +%s) - began )) s"
 
-# The quality gates run beside the unit tier (each keeps one of two cores busy); the rest of the suite
-# starts only when both have passed.
+# The quality gates run beside the tests; the command fails if either fails.
 gates_log=$(mktemp)
 ./scripts/lint.sh >"$gates_log" 2>&1 &
 gates=$!
@@ -62,29 +61,23 @@ if [ "${COVERAGE:-0}" = 1 ]; then
     rm -f .coverage .coverage.*
     coverage=(--cov --cov-report=)
 fi
-tier() {  # pytest exits 5 when a -k/-m filter leaves a tier empty: that tier then simply has nothing to run
-    local status=0
-    .venv/bin/python -m pytest "$@" || status=$?
-    [ "$status" = 0 ] || [ "$status" = 5 ]
-}
-started=$(date +%s)
-unit=0
-tier tests/unit "${coverage[@]}" "$@" || unit=$?
-echo "unit tier: $(( $(date +%s) - started )) s"
+# One test process per core (pytest-xdist). Each module's tests run in one process, so that its servers and
+# browser are made once (tests/conftest.py schedules them), in the order conftest.py gives them: the fast
+# unit tier first (tests/unit: real objects, no HTTP, no server process), the docker tests last.
+tests=0
+.venv/bin/python -m pytest tests --numprocesses "${TEST_PROCESSES:-$(nproc)}" --dist loadscope \
+    --no-loadscope-reorder "${coverage[@]}" "$@" || tests=$?
+[ "$tests" != 5 ] || tests=0  # a -k/-m filter that leaves nothing to run
 gate=0
 wait "$gates" || gate=$?
 cat "$gates_log"
 rm -f "$gates_log"
+echo "total: $(( $(date +%s) - began )) s"
 if [ "$gate" != 0 ]; then
     echo "the quality gates failed (scripts/lint.sh)" >&2
     exit "$gate"
 fi
-[ "$unit" = 0 ]
-# The rest runs in one test process per core (pytest-xdist), each module's tests in one process (their
-# servers and browser are made once per module; tests/conftest.py schedules them), in the order conftest.py
-# gives them: docker tests last.
-tier tests --ignore=tests/unit --numprocesses "${TEST_PROCESSES:-$(nproc)}" --dist loadscope \
-    --no-loadscope-reorder "${coverage[@]}" ${coverage:+--cov-append} "$@"
+[ "$tests" = 0 ]
 if [ "${COVERAGE:-0}" = 1 ]; then
     .venv/bin/python -m coverage combine --append --quiet || true
     .venv/bin/python -m coverage report

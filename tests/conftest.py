@@ -113,12 +113,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(trylast=True)  # after -m/-k have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The docker tests run last, their engine and image made meanwhile by a process of their own."""
-    docker = [item for item in items if item.get_closest_marker("docker")]
-    if docker and not config.option.collectonly:
-        items[:] = [item for item in items if not item.get_closest_marker("docker")] + docker
-        if docker_image.unavailable() is None:
-            docker_image.start_preparing(Path(os.environ[docker_image.ENV]))
+    """The unit tier first; the docker tests last, their engine and image made meanwhile by a process of
+    their own."""
+
+    def rank(item: pytest.Item) -> int:
+        return 0 if item.path.is_relative_to(ROOT / "tests" / "unit") else 2 if item.get_closest_marker("docker") else 1
+
+    items.sort(key=rank)  # stable: in collection order within each rank
+    docker = bool(items) and rank(items[-1]) == 2
+    if docker and not config.option.collectonly and docker_image.unavailable() is None:
+        docker_image.start_preparing(Path(os.environ[docker_image.ENV]))
 
 
 MADE_ONCE = CACHE / "made-once"  # per recipe: the tiny runs and models, the corpora read from the data packages

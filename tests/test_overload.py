@@ -189,6 +189,32 @@ def server_children(pid: int) -> list[int]:
     return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
+def test_a_process_that_dies_while_the_supervisor_asks_it_is_replaced_at_once(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A process that cannot answer (stopped), then dies: the supervisor, waiting up to the health-check
+    timeout for its answer, notices the death at once and replaces it (it stood still for the whole timeout
+    before, replacing nothing and asking no other process meanwhile)."""
+    log = tmp_path / "server.log"
+    base, process = launch(tiny_model_dir, log=log, SENTIMENT_PROCESSES="2", SENTIMENT_HEALTH_CHECK_TIMEOUT_S="600")
+    try:
+        victim, other = server_children(process.pid)
+        os.kill(victim, signal.SIGSTOP)  # it cannot answer: within half a second the supervisor asks it and waits
+        time.sleep(2)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 300  # half the question's timeout
+        while victim in server_children(process.pid) or len(server_children(process.pid)) < 2:
+            assert time.monotonic() < deadline, f"the process was not replaced: {log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        assert other in server_children(process.pid)
+        while httpx.get(f"{base}/readyz", timeout=30).json().get("processes", {}).get("serving") != 2:
+            assert time.monotonic() < deadline, f"the replacement never served: {log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        assert metric(base, 'sentiment_process_replacements_total{outcome="ok"}') == 1
+    finally:
+        stop_server(process)
+
+
 def test_every_process_turns_readiness_off_on_sigterm(tiny_model_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     _, process = launch(tiny_model_dir, log=log, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
@@ -211,8 +237,9 @@ def test_every_process_turns_readiness_off_on_sigterm(tiny_model_dir: Path, tmp_
         assert mine.index("readiness off: shutting down") < mine.index("drained; shutting down"), mine
 
 
-def test_a_killed_process_is_replaced_and_only_its_requests_fail(tiny_model_dir: Path) -> None:
-    base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
+def test_a_killed_process_is_replaced_and_only_its_requests_fail(tiny_model_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    base, process = launch(tiny_model_dir, log=log, SENTIMENT_PROCESSES="2", SENTIMENT_SHUTDOWN_GRACE_S="5")
     results: list[int | str] = []
     stop = threading.Event()
 
@@ -234,7 +261,7 @@ def test_a_killed_process_is_replaced_and_only_its_requests_fail(tiny_model_dir:
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while victim in server_children(process.pid) or len(server_children(process.pid)) < 2:
-            assert time.monotonic() < deadline, "the killed process was not replaced"
+            assert time.monotonic() < deadline, f"the killed process was not replaced: {log.read_text()[-3000:]}"
             time.sleep(0.2)
         time.sleep(3)  # the replacement warms up and takes connections
         stop.set()
