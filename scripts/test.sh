@@ -2,11 +2,11 @@
 # Runs the whole test suite on a fresh machine: installs what it needs (Debian packages, .venv), runs the
 # quality gates (scripts/lint.sh) beside the tests, in one test process per core: the fast unit tests
 # (tests/unit: real objects, no HTTP, no server process) first, then everything else (real servers,
-# Docker, Chromium, tritonclient, Ray, training). What it makes is reused by content hash on the next run: .venv (scripts/setup.sh), the
-# corpora and tiny models (tests/conftest.py), the base and service images (tests/docker_image.py). Extra
-# arguments go to pytest (e.g. scripts/test.sh -k api); TEST_PROCESSES sets the number of test processes.
-# COVERAGE=1 also measures the coverage of service/ and model_runtime/ (server subprocesses included) and
-# prints it.
+# Docker, Chromium, tritonclient, Ray, training). What it makes is reused by content hash on the next
+# run: .venv (scripts/setup.sh), the corpora and tiny models (tests/conftest.py), the base and service
+# images (tests/docker_image.py). Extra arguments go to pytest (e.g. scripts/test.sh -k api);
+# TEST_PROCESSES sets the number of test processes. COVERAGE=1 also measures the coverage of service/ and
+# model_runtime/ (server subprocesses included) and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 began=$(date +%s)
