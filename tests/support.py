@@ -42,6 +42,7 @@ __all__ = [
     "start_server",
     "steady_load",
     "stop_server",
+    "until",
     "wait_ready",
     "wait_until_ready",
 ]
@@ -144,6 +145,14 @@ def wait_until_ready(client: TestClient, timeout: float = 30) -> None:
     while client.get("/readyz").status_code != 200:
         assert time.monotonic() < deadline, "service never became ready"
         time.sleep(0.02)
+
+
+def until(condition: Callable[[], bool], seconds: float = 60, what: Callable[[], str] = lambda: "") -> None:
+    """Poll ``condition`` until it holds; after ``seconds``, fail with ``what()`` (a server's log, say)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.2)
 
 
 def metric(base: str, name: str) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import gauge, launch, metric, stop_server
+from tests.support import gauge, launch, metric, stop_server, until
 
 pytestmark = pytest.mark.slow
 REVIEW = "A fine, thoughtful film with a strong cast, though the middle drags a little. " * 6
@@ -189,6 +189,12 @@ def server_children(pid: int) -> list[int]:
     return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
+def replaced(pid: int, victim: int) -> bool:
+    """The supervisor ``pid`` has two server processes again, ``victim`` not among them."""
+    children = server_children(pid)
+    return victim not in children and len(children) >= 2
+
+
 def test_a_process_that_dies_while_the_supervisor_asks_it_is_replaced_at_once(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -202,14 +208,13 @@ def test_a_process_that_dies_while_the_supervisor_asks_it_is_replaced_at_once(
         os.kill(victim, signal.SIGSTOP)  # it cannot answer: within half a second the supervisor asks it and waits
         time.sleep(2)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 300  # half the question's timeout
-        while victim in server_children(process.pid) or len(server_children(process.pid)) < 2:
-            assert time.monotonic() < deadline, f"the process was not replaced: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
+        until(lambda: replaced(process.pid, victim), 240, lambda: log.read_text()[-3000:])  # the question: 600 s
         assert other in server_children(process.pid)
-        while httpx.get(f"{base}/readyz", timeout=30).json().get("processes", {}).get("serving") != 2:
-            assert time.monotonic() < deadline, f"the replacement never served: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
+        until(
+            lambda: httpx.get(f"{base}/readyz", timeout=30).json().get("processes", {}).get("serving") == 2,
+            60,
+            lambda: log.read_text()[-3000:],
+        )
         assert metric(base, 'sentiment_process_replacements_total{outcome="ok"}') == 1
     finally:
         stop_server(process)
@@ -259,10 +264,7 @@ def test_a_killed_process_is_replaced_and_only_its_requests_fail(tiny_model_dir:
         victim = before[0]
         signal_sent_at = len(results)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while victim in server_children(process.pid) or len(server_children(process.pid)) < 2:
-            assert time.monotonic() < deadline, f"the killed process was not replaced: {log.read_text()[-3000:]}"
-            time.sleep(0.2)
+        until(lambda: replaced(process.pid, victim), 30, lambda: log.read_text()[-3000:])
         time.sleep(3)  # the replacement warms up and takes connections
         stop.set()
         for t in threads:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from model_runtime import read_card, write_card
 from service.app import create_app
 from service.config import Settings
-from tests.support import launch, metric, steady_load, stop_server, wait_until_ready
+from tests.support import launch, metric, steady_load, stop_server, until, wait_until_ready
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -148,7 +148,7 @@ def test_with_two_processes_a_swap_under_load_answers_when_every_process_serves_
             assert swapped.json()["model"]["version"] == "0.0.2" and swapped.json()["processes"] == 2
             # The process that answered leaves right after its answer, answering what its kept-alive
             # connections still bring (on the old model) until it is gone.
-            _until(lambda: len(_workers(process)) == 2)
+            until(lambda: len(_workers(process)) == 2)
             count = load.answered_from_now()  # an answer of the leaving process may still be on its way
             time.sleep(1.0)
         assert load.failures == [] and explaining.failures == []  # a process being replaced answers what it accepted
@@ -166,13 +166,6 @@ def _workers(supervisor: subprocess.Popen[bytes]) -> list[int]:
     return [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
 
 
-def _until(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_damaged_directory(
     tiny_model_dir: Path, v2: Path, tmp_path: Path
@@ -184,11 +177,11 @@ def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_d
         assert swapped.status_code == 200, swapped.text
         (live / "model_card.json").write_text("{")  # the operator's directory breaks on disk
         (live / "model.onnx").write_bytes(b"broken")
-        _until(lambda: len(_workers(process)) == 2)  # the process that answered the swap has left
+        until(lambda: len(_workers(process)) == 2)  # the process that answered the swap has left
         with steady_load(base, {"text": "fine"}, clients=4) as load:
             os.kill(_workers(process)[0], signal.SIGKILL)
-            _until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1)
-            _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json().get("processes", {}).get("serving") == 2)
+            until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="ok"}') >= 1)
+            until(lambda: httpx.get(f"{base}/readyz", timeout=5).json().get("processes", {}).get("serving") == 2)
             time.sleep(0.5)
         assert process.poll() is None
         assert {a["model"]["version"] for a in load.answers} == {"0.0.2"}
@@ -201,7 +194,7 @@ def test_a_worker_killed_after_a_swap_is_replaced_from_the_proven_copy_not_the_d
 def test_a_replacement_that_cannot_start_does_not_stop_the_others(tiny_model_dir: Path, tmp_path: Path) -> None:
     base, process = launch(tiny_model_dir, SENTIMENT_PROCESSES="2", TMPDIR=str(tmp_path))
     try:
-        _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2)
+        until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2)
         (control,) = tmp_path.glob("sentiment-control-*")
         (proven,) = (control / "models").iterdir()
         proven.chmod(0o755)
@@ -211,14 +204,14 @@ def test_a_replacement_that_cannot_start_does_not_stop_the_others(tiny_model_dir
         killed = _workers(process)[0]
         assert (control / f"gauge_livesum_{killed}.db").exists()
         os.kill(killed, signal.SIGKILL)
-        _until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="failed"}') >= 2)
+        until(lambda: metric(base, 'sentiment_process_replacements_total{outcome="failed"}') >= 2)
         assert process.poll() is None  # the supervisor keeps going, the other process keeps serving
         answers = [httpx.post(f"{base}/predict", json={"text": "fine"}, timeout=10) for _ in range(10)]
         assert {a.status_code for a in answers} == {200}
         assert httpx.get(f"{base}/readyz", timeout=5).json()["processes"] == {"configured": 2, "serving": 1}
         assert httpx.get(f"{base}/model", timeout=5).json()["processes"] == {"configured": 2, "serving": 1}
         (proven / "model.onnx").write_bytes(original)  # repaired: the next retry (back-off) brings it back
-        _until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2, 120)
+        until(lambda: httpx.get(f"{base}/readyz", timeout=5).json()["processes"]["serving"] == 2, 120)
         assert not (control / f"gauge_livesum_{killed}.db").exists()  # a dead process's gauges are not summed
     finally:
         stop_server(process)
