@@ -26,15 +26,20 @@ WHITESPACE = r"\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205
 NOT_ONLY_WHITESPACE = rf"[^{WHITESPACE}]"
 _NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
 # Line-break tags, which the tokenizer reads as white space (the one rule the published pattern cannot say).
-_ONLY_BREAKS = re.compile(rf"(?:[{WHITESPACE}]|<[{WHITESPACE}]*br[{WHITESPACE}]*/?[{WHITESPACE}]*>)*", re.IGNORECASE)
+# Possessive: an opener with no closing ">" ("<br" and 100,000 spaces) is read once, never re-split.
+_BREAK_TAG = re.compile(rf"<[{WHITESPACE}]*+br[{WHITESPACE}]*+/?+[{WHITESPACE}]*+>", re.IGNORECASE)
 
 
 class InvalidInput(ValueError):
-    """A request's input breaks a rule; ``field`` says where (``texts[3]``), the message which rule."""
+    """A request's input breaks a rule; ``field`` says where (``texts[3]``), the message which rule; ``also``,
+    the same rule broken elsewhere in the request (every foreign text of a batch, not the first alone)."""
 
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field, self.message = field, message
+    def __init__(self, field: str | None, message: str, also: list[InvalidInput] | None = None) -> None:
+        self.field, self.message, self.also = field, message, also or []
+        super().__init__("; ".join(f"{e.field}: {e.message}" if e.field else e.message for e in self.every()))
+
+    def every(self) -> list[InvalidInput]:
+        return [self, *self.also]
 
 
 LanguageOf = Callable[[str], Language]
@@ -50,20 +55,44 @@ class TextLimits:
 
 
 def check_text(value: Any, field: str, max_chars: int, refuse_language: LanguageOf | None = None) -> str:
+    """``value`` if it is a valid text, else InvalidInput naming ``field``."""
+    check_texts_at([(field, value)], max_chars, refuse_language)
+    return str(value)
+
+
+def check_texts_at(
+    values: list[tuple[str, Any]], max_chars: int, refuse_language: LanguageOf | None = None
+) -> list[str]:
+    """The texts of ``(field, value)`` pairs: the first text that is not a readable string within the limit is
+    refused; then, when the language is checked, every text in an unsupported language is named together."""
+    texts = [_valid_text(value, field, max_chars) for field, value in values]
+    if refuse_language is not None:
+        foreign = []
+        for (field, _), text in zip(values, texts, strict=True):
+            try:
+                check_language(refuse_language(text), field)
+            except InvalidInput as exc:
+                foreign.append(exc)
+        if foreign:
+            raise InvalidInput(foreign[0].field, foreign[0].message, foreign[1:])
+    return texts
+
+
+def _valid_text(value: Any, field: str, max_chars: int) -> str:
     if not isinstance(value, str):
         raise InvalidInput(field, f"must be a string, not {json_type(value)}")
     if len(value) > max_chars:
         raise InvalidInput(field, f"has {len(value):,} characters; the limit is {max_chars:,}")
     if not readable(value):
         raise InvalidInput(field, "must contain at least one non-whitespace character (<br> tags count as white space)")
-    if refuse_language is not None:
-        check_language(refuse_language(value), field)
     return value
 
 
 def readable(value: str) -> bool:
     """Whether a text has anything the model reads (the rule ``check_text`` refuses the rest by)."""
-    return bool(_NOT_ONLY_WHITESPACE.search(value)) and not _ONLY_BREAKS.fullmatch(value)
+    if "<" not in value:
+        return bool(_NOT_ONLY_WHITESPACE.search(value))
+    return bool(_NOT_ONLY_WHITESPACE.search(_BREAK_TAG.sub(" ", value)))
 
 
 def check_language(language: Language, field: str) -> None:
@@ -75,9 +104,9 @@ def check_language(language: Language, field: str) -> None:
         )
 
 
-def check_count(count: int, field: str, limits: TextLimits) -> None:
+def check_count(count: int, field: str, limits: TextLimits, noun: str = "texts") -> None:
     if not 1 <= count <= limits.max_texts:
-        raise InvalidInput(field, f"must hold 1 to {limits.max_texts} texts, not {count}")
+        raise InvalidInput(field, f"must hold 1 to {limits.max_texts} {noun}, not {count}")
 
 
 def check_texts(values: Any, field: str, limits: TextLimits) -> list[str]:
@@ -85,7 +114,8 @@ def check_texts(values: Any, field: str, limits: TextLimits) -> list[str]:
     if not isinstance(values, list):
         raise InvalidInput(field, f"must be an array of strings, not {json_type(values)}")
     check_count(len(values), field, limits)
-    return [check_text(v, f"{field}[{i}]", limits.max_chars, limits.refuse_language) for i, v in enumerate(values)]
+    at = [(f"{field}[{i}]", v) for i, v in enumerate(values)]
+    return check_texts_at(at, limits.max_chars, limits.refuse_language)
 
 
 def json_type(value: Any) -> str:

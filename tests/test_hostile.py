@@ -341,3 +341,61 @@ def test_with_two_processes_sigterm_refuses_new_connections_and_answers_keep_ali
         assert process.wait(60) == 0
     finally:
         stop_server(process)
+
+
+# Texts a hostile client sends to make a pattern backtrack: runs of what the patterns name, openers with no
+# closer, every one at the largest size the server takes (SENTIMENT_MAX_TEXT_CHARS, 100,000 by default).
+HOSTILE_TEXTS = {
+    "emoji run": "☀" * 100_000,
+    "flags run": "🇫🇷" * 50_000,
+    "<br opener then spaces": "<br" + " " * 99_990 + "x",
+    "<br openers": ("<br" + " " * 50) * 1_886,
+    "< run": "<" * 100_000,
+    "emoticon mouth": ":" + ")" * 99_999,
+    "full stop, brackets": "." + ")" * 99_999,
+    "apostrophes": "a'" * 50_000,
+    "one long word": "a" * 100_000,
+    "sentences": "a. " * 33_333,
+    "hashtags": "#a" * 50_000,
+    "spaces": "x" + " " * 99_998 + "x",
+}
+
+
+def test_maximal_hostile_texts_are_answered_while_healthz_keeps_answering(server: tuple[str, int, Path]) -> None:
+    """Every hostile text at the size limit, on every route that reads text, is answered (200, or 422 for
+    what is not a text), while a health check keeps getting its answer: no step on a client's text re-scans
+    it from every position (a quadratic pattern held the GIL for seconds to minutes)."""
+    base = server[0]
+    answers: list[tuple[str, str, int]] = []
+    health: list[int] = []
+    done = threading.Event()
+
+    def hostile() -> None:
+        with httpx.Client(timeout=120) as client:
+            for name, text in HOSTILE_TEXTS.items():
+                for path, body in (
+                    ("/predict", {"text": text}),
+                    ("/analyze", {"text": text}),
+                    ("/explain", {"text": text}),
+                    (
+                        f"/v2/models/{MODEL}/infer",
+                        {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]},
+                    ),
+                ):
+                    answers.append((name, path, client.post(f"{base}{path}", json=body).status_code))
+        done.set()
+
+    worker = threading.Thread(target=hostile)
+    worker.start()
+    with httpx.Client(timeout=5) as client:  # a frozen event loop would leave this unanswered
+        while not done.is_set():
+            health.append(client.get(f"{base}/healthz").status_code)
+            time.sleep(0.05)
+    worker.join()
+    assert health and set(health) == {200}
+    assert len(answers) == 4 * len(HOSTILE_TEXTS)
+    assert all(status in (200, 400, 422) for _, _, status in answers), [
+        a for a in answers if a[2] not in (200, 400, 422)
+    ]
+    scored = {(name, path) for name, path, status in answers if status == 200}
+    assert ("emoji run", "/analyze") in scored and ("<br opener then spaces", "/predict") in scored
