@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from training.data import split_dataset
-from training.sources import SOURCES_BY_NAME, data_package, load_sources
+from training.packages import data_package
+from training.sources import SOURCES_BY_NAME, load_sources
 
 OTHER_LANGUAGES = {
     "dutch": "nl",
@@ -125,10 +126,12 @@ def main() -> None:
     english, others = english_texts(args.limit), other_texts()
     cases = json.loads(Path("tests/cases/languages.json").read_text())
     others["hand-written"] = [case["text"] for case in cases["not_english"]]
+    english["hand-written, loanwords and names"] = cases["english_mixed"]
     results: dict[str, Any] = {}
-    candidates = detectors()
     if args.service:
         candidates = {"service (model_runtime.language)": _service_detector()}
+    else:
+        candidates = detectors()
     for name, detect in candidates.items():
         row: dict[str, Any] = {"english_flagged": {}, "other_flagged": {}}
         for threshold in (0.5, 0.8, 0.95):

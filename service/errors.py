@@ -83,7 +83,8 @@ def open_inference(error: ApiError, request_id: str | None) -> Response:
 
 
 def invalid(exc: InvalidInput, status: int = 422) -> ApiError:
-    return ApiError(status, "validation_error", str(exc), details=[{"field": exc.field, "message": exc.message}])
+    details = [{"field": e.field, "message": e.message} for e in exc.every()]
+    return ApiError(status, "validation_error", str(exc), details=details)
 
 
 def body_too_large(limit: int) -> ApiError:

@@ -31,7 +31,7 @@ from service.config import Settings
 from service.engine import Engine
 from service.errors import SHAPE_STATE, ApiError, json_response, open_inference
 from service.lifecycle import Scoring
-from service.validation import InvalidInput, TextLimits, check_count, check_text, json_type
+from service.validation import InvalidInput, TextLimits, check_count, check_texts_at, json_type
 from service.version import SERVICE_VERSION
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -214,7 +214,8 @@ def _texts(header: dict[str, Any], binary: bytes, limits: TextLimits) -> list[st
     if not isinstance(data, list) or len(data) != count:
         found = len(data) if isinstance(data, list) else json_type(data)
         raise InvalidInput("inputs[0].data", f"shape [{count}] but {found} values")
-    return [check_text(text, f"{INPUT}[{i}]", limits.max_chars, limits.refuse_language) for i, text in enumerate(data)]
+    at = [(f"{INPUT}[{i}]", text) for i, text in enumerate(data)]
+    return check_texts_at(at, limits.max_chars, limits.refuse_language)
 
 
 def _response(
