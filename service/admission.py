@@ -26,9 +26,10 @@ CHARS_PER_TOKEN = 4.0  # English reviews: 4.6 characters per sub-word token; a l
 class Admission:
     """In-flight slots and cost estimates for one engine's queues (``lanes``: lane name -> its budget)."""
 
-    def __init__(self, max_in_flight: int, max_texts: int, lanes: dict[str, CostBudget]) -> None:
-        self.max_in_flight, self.max_texts = max_in_flight, max_texts
+    def __init__(self, max_in_flight: int, lanes: dict[str, CostBudget], most: dict[str, float]) -> None:
+        self.max_in_flight = max_in_flight
         self.lanes = lanes
+        self.most = most  # per lane: the most one request can cost (an estimate is capped at it)
         self.in_flight = 0
         self.max_tokens = 1
 
@@ -39,8 +40,7 @@ class Admission:
         """QueueFullError unless about ``body_bytes`` of texts would fit ``lane``'s queue now (unknown size:
         nothing to check yet)."""
         if body_bytes:
-            estimate = min(body_bytes / CHARS_PER_TOKEN, self.max_texts * self.max_tokens)
-            self.lanes[lane].check(estimate, 1)
+            self.lanes[lane].check(min(body_bytes / CHARS_PER_TOKEN, self.most[lane]), 1)
 
     @contextlib.contextmanager
     def slot(self, lane: str) -> Iterator[None]:

@@ -1,4 +1,4 @@
-"""Dynamic batching with admission by cost: one bounded queue, one consumer, ``workers`` inference threads.
+"""Dynamic batching with admission by cost: bounded queues (lanes), one consumer, ``workers`` inference threads.
 
 Each request is one entry (its texts, their estimated cost in tokens, and a future). Whenever an inference
 thread is free, the consumer takes entries up to ``max_batch_size`` texts, drops those whose client has
@@ -6,10 +6,19 @@ gone, runs the model on that thread and resolves the futures. While batches run,
 and form the next batch, so under load batches fill by themselves; ``max_wait_ms`` can additionally hold
 a batch open for stragglers.
 
-The queue is bounded by the work it holds: ``admit`` refuses a request whose cost would take the queued
-work past ``budget()`` tokens (the engine sets that to the measured rate times the longest wait it
-allows), or past ``max_queue`` texts. ``admit`` is cheap, so the web layer calls it with an estimate
-before it has even read the body, and again with the real texts.
+Requests queue on lanes, each bounded by its own budget and filled into a batch in the lanes' order: the
+default lane (``/predict``'s small requests) first, then each further lane (``Lane``): at most
+``per_batch`` of its texts per batch, and a large request cut into slices of ``slice_texts`` texts that
+queue one behind the other, so a 1,000-sentence document is worked off a slice per batch while the first
+lane's requests keep going first. A lane with ``share`` set is owed that much of a batch whenever it has
+work waiting, so it is never starved either; one with ``spare_only`` runs only when the lanes before it
+have nothing queued (work that may wait: it takes spare capacity, never a share).
+
+A lane is bounded by the work it holds, queued or running: ``admit`` refuses a request whose cost would
+take it past ``budget()`` tokens (the engine sets that to the measured rate times the longest wait it
+allows), or past ``max_queue`` texts; a request's cost leaves the budget when its batch has finished, not
+when it starts. ``admit`` is cheap, so the web layer calls it with an estimate before it has even read
+the body, and again with the real texts.
 
 ``SideLane`` runs costly one-off jobs (explanations) on a thread of their own, bounded by cost too, so
 that they can slow each other but never take the batch workers.
@@ -45,11 +54,26 @@ class InferenceError(Exception):
     """The model run failed for the batch this request was in (e.g. GPU memory); the server log has why."""
 
 
+DEFAULT_LANE = "predict"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A queue beside the default one: its budget and how its requests share the batches."""
+
+    budget: CostBudget
+    slice_texts: int  # a request is cut into slices of at most this many texts, queued one behind the other
+    per_batch: int  # at most this many of its texts in one batch
+    share: float = 0.0  # of a batch's texts owed to this lane while it has work waiting (0: whatever is left)
+    spare_only: bool = False  # runs only when the lanes before it have nothing queued
+
+
 @dataclass(eq=False)
 class _Entry(Generic[In, Tag, Item]):
     texts: list[In]
     cost: float
     future: asyncio.Future[tuple[Tag, list[Item]]]
+    lane: str = DEFAULT_LANE
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -70,13 +94,16 @@ class Batcher(Generic[In, Tag, Item]):
         budget: CostBudget,
         stats: BatchStats | None = None,
         workers: int = 1,
+        lanes: dict[str, Lane] | None = None,
     ) -> None:
         self._run_batch_fn = run
         self._max_batch = max_batch_size
         self._max_wait = max_wait_ms / 1000
         self.budget = budget
+        default = Lane(budget, slice_texts=max_batch_size, per_batch=max_batch_size)
+        self.lanes: dict[str, Lane] = {DEFAULT_LANE: default, **(lanes or {})}
+        self._queues: dict[str, deque[_Entry[In, Tag, Item]]] = {name: deque() for name in self.lanes}
         self._stats = stats or BatchStats()
-        self._queue: deque[_Entry[In, Tag, Item]] = deque()
         self._wakeup = asyncio.Event()
         self._accepting = True
         self._task: asyncio.Task[None] | None = None
@@ -86,68 +113,109 @@ class Batcher(Generic[In, Tag, Item]):
 
     @property
     def depth(self) -> int:
-        """Texts waiting (not yet taken into a batch)."""
-        return self.budget.texts
+        """Texts waiting (not yet taken into a batch), on every lane."""
+        return sum(lane.budget.texts for lane in self.lanes.values())
+
+    @property
+    def _queued(self) -> bool:
+        return any(self._queues.values())
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
 
-    def admit(self, cost: float, texts: int) -> None:
-        """Raise NotAcceptingError or QueueFullError unless work of this size can be queued now."""
+    def admit(self, cost: float, texts: int, lane: str = DEFAULT_LANE) -> None:
+        """Raise NotAcceptingError or QueueFullError unless work of this size can be queued on ``lane`` now."""
         if not self._accepting:
             raise NotAcceptingError
-        self.budget.check(cost, texts)
+        self.lanes[lane].budget.check(cost, texts)
 
-    async def submit(self, texts: list[In], cost: float) -> tuple[Tag, list[Item]]:
-        """Results for ``texts`` in order, with the tag of what ran them. Cancelling the caller withdraws
-        a queued entry."""
-        self.admit(cost, len(texts))
-        entry: _Entry[In, Tag, Item] = _Entry(texts, cost, asyncio.get_running_loop().create_future())
-        self._queue.append(entry)
-        self._add(cost, len(texts))
+    async def submit(self, texts: list[In], cost: float, lane: str = DEFAULT_LANE) -> tuple[Tag, list[Item]]:
+        """Results for ``texts`` in order, with the tag of what ran them (the last slice's, for a request cut
+        into slices). Cancelling the caller withdraws whatever of it is still queued."""
+        self.admit(cost, len(texts), lane)
+        size = self.lanes[lane].slice_texts
+        loop = asyncio.get_running_loop()
+        entries: list[_Entry[In, Tag, Item]] = [
+            _Entry(texts[i : i + size], cost * len(texts[i : i + size]) / len(texts), loop.create_future(), lane)
+            for i in range(0, len(texts), size)
+        ]
+        for entry in entries:
+            self._queues[lane].append(entry)
+            self._add(lane, entry.cost, len(entry.texts))
         self._wakeup.set()
         try:
-            return await entry.future
+            results: list[Item] = []
+            tag: Tag | None = None
+            for entry in entries:
+                tag, part = await entry.future
+                results += part
+            assert tag is not None
+            return tag, results
         finally:
-            # Still queued (caller cancelled or timed out): the consumer will skip it; free its slots now.
-            if not entry.future.done():
-                entry.future.cancel()
-            if entry in self._queue:
-                self._queue.remove(entry)
-                self._add(-cost, -len(texts))
+            # Still queued (caller cancelled, timed out, or a slice failed): the consumer will skip them; free
+            # their place now.
+            for entry in entries:
+                if not entry.future.done():
+                    entry.future.cancel()
+                if entry in self._queues[lane]:
+                    self._queues[lane].remove(entry)
+                    self._add(lane, -entry.cost, -len(entry.texts))
 
-    def _add(self, cost: float, texts: int) -> None:
-        self.budget.cost += cost
-        self.budget.texts += texts
+    def _add(self, lane: str, cost: float, texts: int) -> None:
+        budget = self.lanes[lane].budget
+        budget.cost += cost
+        budget.texts += texts
         if self._stats.on_depth:
-            self._stats.on_depth(self.budget.texts)
+            self._stats.on_depth(self.depth)
 
     def _take_batch(self) -> list[_Entry[In, Tag, Item]]:
+        """The next batch: each lane in order, within what the batch has room for and what the waiting lanes
+        after it are owed. A taken entry's texts leave its lane's count of waiting texts; its cost stays in
+        the lane's budget until its batch has run (``_release``)."""
         batch: list[_Entry[In, Tag, Item]] = []
         size = 0
-        while self._queue:
-            entry = self._queue[0]
-            if batch and size + len(entry.texts) > self._max_batch:
-                break
-            self._queue.popleft()
-            self._add(-entry.cost, -len(entry.texts))
-            if entry.future.done():  # client gone
+        names = list(self.lanes)
+        waiting = [bool(self._queues[n]) for n in names]  # before this batch takes anything
+        for position, name in enumerate(names):
+            lane, queue = self.lanes[name], self._queues[name]
+            if lane.spare_only and any(waiting[:position]):
                 continue
-            batch.append(entry)
-            size += len(entry.texts)
+            owed = sum(self._owed(n) for n in names[position + 1 :] if self._queues[n])
+            room = min(self._max_batch - owed, lane.per_batch + size)
+            while queue:
+                entry = queue[0]
+                if batch and size + len(entry.texts) > room:
+                    break
+                queue.popleft()
+                self._add(name, 0.0, -len(entry.texts))
+                if entry.future.done():  # client gone
+                    self._release([entry])
+                    continue
+                batch.append(entry)
+                size += len(entry.texts)
         return batch
+
+    def _owed(self, name: str) -> int:
+        """The texts of a batch owed to a waiting lane: its share, and at least one of its slices."""
+        lane = self.lanes[name]
+        return max(round(lane.share * self._max_batch), min(lane.slice_texts, lane.per_batch)) if lane.share else 0
+
+    def _release(self, entries: list[_Entry[In, Tag, Item]]) -> None:
+        for entry in entries:
+            self._add(entry.lane, -entry.cost, 0)
 
     async def _run(self) -> None:
         while True:
-            if not self._queue:
+            if not self._queued:
                 if not self._accepting:
                     break
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             await self._free_workers.acquire()
+            queue = self._queues[DEFAULT_LANE]
             if self._max_wait and self.budget.texts < self._max_batch:
-                deadline = self._queue[0].enqueued + self._max_wait if self._queue else 0.0
+                deadline = queue[0].enqueued + self._max_wait if queue else 0.0
                 while self.budget.texts < self._max_batch and (delay := deadline - time.perf_counter()) > 0:
                     self._wakeup.clear()
                     with contextlib.suppress(TimeoutError):
@@ -186,6 +254,7 @@ class Batcher(Generic[In, Tag, Item]):
                     entry.future.set_result((tag, results[offset : offset + len(entry.texts)]))
                 offset += len(entry.texts)
         finally:
+            self._release(batch)
             self._free_workers.release()
 
     async def drain(self) -> None:

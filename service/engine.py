@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
 from service.admission import Admission
-from service.batcher import Batcher, BatchStats, JobCancelled, NotAcceptingError, SideLane
+from service.batcher import Batcher, BatchStats, JobCancelled, Lane, NotAcceptingError, SideLane
 from service.budget import CostBudget, RateMeter
 from service.config import Settings
 from service.metrics import Metrics
@@ -35,6 +35,9 @@ log = logging.getLogger("service")
 
 # Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
 GPU_INFERENCE_WORKERS = 2
+# /analyze's lane: a document's sentences go in slices of DOCUMENT_SLICE texts, at most DOCUMENT_PER_BATCH of
+# them in one batch, and DOCUMENT_SHARE of a batch is theirs while they wait (the rest goes to /predict first).
+DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE = 32, 64, 0.25
 # Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
 # hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
 EXPLAIN_YIELD_S = 0.002
@@ -145,7 +148,13 @@ class Engine:
         self._model_runs = ThreadPoolExecutor(max_workers=rate.workers, thread_name_prefix="model-run")
         stats = BatchStats(on_batch=self._observe_batch, on_depth=self.metrics.queue_depth.set)
         queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
-        self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers)
+        # Documents are worked off at their share of the rate while /predict is busy: the wait they are told
+        # (Retry-After) and the work they may queue follow from it.
+        documents = CostBudget(
+            lambda: rate.value * DOCUMENT_SHARE * s.max_queue_seconds, lambda: rate.value * DOCUMENT_SHARE, s.max_queue
+        )
+        lanes = {"analyze": Lane(documents, DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE)}
+        self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers, lanes)
         self._batcher.start()
         # The explanation lane measures its own rate (it shares the CPU with /predict): its budget, its
         # Retry-After (never beyond the budget) and each explanation's deadline follow what it really achieves.
@@ -157,7 +166,16 @@ class Engine:
             s.max_explain_queue_seconds,
         )
         self._explain_lane = SideLane(lane, lane_rate, "explain")
-        self.admission = Admission(s.max_concurrent_requests, s.max_client_batch, {"predict": queue, "explain": lane})
+        most: dict[
+            str, float
+        ] = {  # the most one request can cost on each lane: what an estimate from its body's size is capped at
+            "predict": s.max_client_batch * (model.max_tokens + 1),
+            "analyze": s.max_sentences * (model.max_tokens + 1),
+            "explain": s.max_explain_texts * (model.max_tokens + 1) * (s.max_explain_tokens + 1),
+        }
+        self.admission = Admission(
+            s.max_concurrent_requests, {"predict": queue, "analyze": documents, "explain": lane}, most
+        )
         self.admission.max_tokens = model.max_tokens
         self._warmup = asyncio.create_task(self._warm_up(), name="warm-up")
         if wait_for_warm_up:
@@ -177,13 +195,16 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------- work
 
-    async def predict(self, texts: list[str], languages: bool = True) -> tuple[Predictor, list[Prediction]]:
+    async def predict(
+        self, texts: list[str], languages: bool = True, lane: str = "predict"
+    ) -> tuple[Predictor, list[Prediction]]:
         """Predictions in order (each with its text's language unless not ``languages``), and the model that
-        made them (no texts: none, by the model in service)."""
+        made them (no texts: none, by the model in service), queued on ``lane`` ("predict", or "analyze":
+        in slices that give way to /predict's requests)."""
         if not texts:
             return self.model, []
         cost = sum(map(self.require_ready().text_cost, texts))
-        return await self.batcher.submit([(text, languages) for text in texts], cost)
+        return await self.batcher.submit([(text, languages) for text in texts], cost, lane)
 
     def language(self, text: str) -> Language:
         """The language ``text`` appears to be in, and whether the model in service supports it."""

@@ -50,7 +50,7 @@ PARSE_OFF_LOOP_BYTES = 256 * 1024  # a larger body is parsed on a worker thread,
 class Scoring:
     """What one protocol's scoring route gives the lifecycle."""
 
-    lane: str  # "predict" or "explain": the engine's queue it uses
+    lane: str  # "predict", "analyze" or "explain": the engine's queue it uses
     shape: ErrorShape  # the protocol's error body
     invalid_status: int  # the status of invalid input in this protocol (422 ours, 400 Open Inference)
     parse: Callable[[bytes, Headers, dict[str, str]], tuple[list[str], Any]]  # body -> texts + what answer needs
@@ -87,7 +87,11 @@ async def _answer(request: Request, scoring: Scoring, engine: Engine) -> Respons
         else:
             texts, context = scoring.parse(body, request.headers, request.path_params)
         with admission.slot(scoring.lane):
-            work = engine.explain(texts) if scoring.lane == "explain" else engine.predict(texts, scoring.languages)
+            work: Awaitable[Any]
+            if scoring.lane == "explain":
+                work = engine.explain(texts)
+            else:
+                work = engine.predict(texts, scoring.languages, scoring.lane)
             result = await until_answered(work, request, engine.deadline_s(scoring.lane, texts))
         return scoring.answer(result, context)
     except Exception as exc:

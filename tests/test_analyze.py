@@ -71,20 +71,27 @@ def test_sentences_score_as_the_same_texts_through_predict(client: TestClient) -
 def test_a_document_that_cannot_be_scored_is_its_own_error_and_the_others_are_scored(
     make_client: Callable[..., Any],
 ) -> None:
-    with make_client(max_document_chars=60) as client:
-        response = client.post("/analyze", json={"documents": ["Fine.", " \n\t ", "x" * 61, "Good food."]})
+    with make_client(max_document_chars=60, max_sentences=4) as client:
+        documents = ["Fine.", " \n\t ", "x" * 61, "Good food.", "One. Two. Three. Four. Five.", "\x1c"]
+        response = client.post("/analyze", json={"documents": documents})
         assert response.status_code == 200
         results = response.json()["documents"]
-    assert [r.get("error", {}).get("code") for r in results] == [None, "empty_document", "document_too_long", None]
+        predicted = client.post("/predict", json={"text": "\x1c"})
+    codes = [r.get("error", {}).get("code") for r in results]
+    assert codes == [None, "empty_document", "document_too_long", None, "too_many_sentences", None]
     assert "documents[2] has 61 characters; the limit is 60" in results[2]["error"]["message"]
+    assert "documents[4] has 5 sentences; the limit is 4" in results[4]["error"]["message"]
     assert "sentences" in results[0] and "sentences" in results[3] and "sentences" not in results[1]
+    # what /predict scores, /analyze scores: one verdict for a text of one U+001C on every route
+    assert predicted.status_code == 200
+    assert [s["text"] for s in results[5]["sentences"]] == ["\x1c"]
 
 
 @pytest.mark.parametrize(
     ("body", "field", "fragment"),
     [
-        ({"documents": []}, "documents", "must hold 1 to 3 texts, not 0"),
-        ({"documents": ["a.", "b.", "c.", "d."]}, "documents", "must hold 1 to 3 texts, not 4"),
+        ({"documents": []}, "documents", "must hold 1 to 3 documents, not 0"),
+        ({"documents": ["a.", "b.", "c.", "d."]}, "documents", "must hold 1 to 3 documents, not 4"),
         ({"documents": ["fine", 7]}, "documents[1]", "must be a string, not a number"),
         ({"documents": "not a list"}, "documents", "must be an array of strings"),
         ({"text": None}, "text", "must be a string, not null"),

@@ -1,12 +1,14 @@
 """``POST /analyze``: documents read sentence by sentence, with a verdict per document.
 
 A body is ``{"documents": ["...", ...]}`` or ``{"text": "..."}``. Each document is checked on its own: one
-that cannot be scored (empty, longer than SENTIMENT_MAX_DOCUMENT_CHARS, or in a language the model does not
-support when the server refuses those) gets its own ``error`` in the 200 answer and the others are scored;
-a request that is wrong as a whole (not JSON, no documents, too many, a document that is not a string, more
-sentences than SENTIMENT_MAX_SENTENCES in all) is a 422 like every other. The sentences of all documents go
-to the engine as one job, costed by their tokens like ``/predict``'s texts; the document verdict is
-``model_runtime.documents.document_verdict``.
+that cannot be scored (empty, longer than SENTIMENT_MAX_DOCUMENT_CHARS, more sentences than
+SENTIMENT_MAX_SENTENCES, or in a language the model does not support when the server refuses those) gets its
+own ``error`` in the 200 answer and the others are scored; a request that is wrong as a whole (not JSON, no
+documents, too many, a document that is not a string, more sentences than SENTIMENT_MAX_SENTENCES in all) is
+a 422 like every other. The sentences of all documents go
+to the engine as one job on its own lane, costed by their tokens like ``/predict``'s texts and known before
+it queues, worked off in slices that give way to ``/predict``'s requests (``service.batcher``); the document
+verdict is ``model_runtime.documents.document_verdict``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def read_documents(body: bytes, headers: Headers, settings: Settings, engine: En
     values = [data["text"]] if field == "text" else data["documents"]
     if not isinstance(values, list):
         raise InvalidInput(field, f"must be an array of strings, not {json_type(values)}")
-    check_count(len(values), field, TextLimits(settings.max_documents, settings.max_document_chars))
+    check_count(len(values), field, TextLimits(settings.max_documents, settings.max_document_chars), "documents")
     documents = []
     for i, value in enumerate(values):
         where = field if field == "text" else f"documents[{i}]"
@@ -70,13 +72,25 @@ def read_documents(body: bytes, headers: Headers, settings: Settings, engine: En
     return documents
 
 
+def sentences_of(text: str) -> list[tuple[int, int]]:
+    """The sentences the model reads, (offset, length): a sentence of nothing but ``<br />`` is none; a text
+    that /predict scores (a lone U+001C) is one sentence here too."""
+    sentences = [(a, n) for a, n in split_sentences(text) if readable(text[a : a + n])]
+    if not sentences and readable(text):
+        sentences = [(0, len(text))]
+    return sentences
+
+
 def _read(text: str, where: str, settings: Settings, engine: Engine) -> ReadDocument:
     if len(text) > settings.max_document_chars:
         message = f"{where} has {len(text):,} characters; the limit is {settings.max_document_chars:,}"
         return ReadDocument(text, [], None, ("document_too_long", message))
-    sentences = [(a, n) for a, n in split_sentences(text) if readable(text[a : a + n])]  # "<br />" alone: nothing
+    sentences = sentences_of(text)
     if not sentences:
         return ReadDocument(text, [], None, ("empty_document", f"{where} has no sentence to score"))
+    if len(sentences) > settings.max_sentences:
+        message = f"{where} has {len(sentences):,} sentences; the limit is {settings.max_sentences:,}"
+        return ReadDocument(text, [], None, ("too_many_sentences", message))
     language = engine.language(text)
     if settings.unsupported_language == "refuse":
         try:
@@ -129,4 +143,4 @@ def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], 
         return json_response(analyzed(*result, documents, settings.mixed_threshold))
 
     # A document's language is read whole (in parse); its sentences' are not asked for.
-    return {("POST", "/analyze"): Scoring("predict", ours, 422, parse, answer, languages=False)}
+    return {("POST", "/analyze"): Scoring("analyze", ours, 422, parse, answer, languages=False)}

@@ -51,7 +51,11 @@ class SentenceOut(TypedDict):
 
 class DocumentError(TypedDict):
     code: Annotated[
-        str, Field(examples=["empty_document"], description="empty_document, document_too_long or unsupported_language")
+        str,
+        Field(
+            examples=["empty_document"],
+            description="empty_document, document_too_long, too_many_sentences or unsupported_language",
+        ),
     ]
     message: Annotated[str, Field(examples=["documents[1] has no sentence to score"])]
 

@@ -13,7 +13,7 @@ def admission(max_in_flight: int = 2) -> Admission:
         "predict": CostBudget(lambda: 1_000.0, lambda: 100.0, 64),
         "explain": CostBudget(lambda: 10.0, lambda: 1.0, 64),
     }
-    a = Admission(max_in_flight, max_texts=64, lanes=lanes)
+    a = Admission(max_in_flight, lanes, most={"predict": 64 * 801.0, "explain": 1e12})
     a.max_tokens = 800
     return a
 

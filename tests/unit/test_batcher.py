@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.batcher import Batcher, InferenceError, JobCancelled, NotAcceptingError, SideLane
+from service.batcher import Batcher, InferenceError, JobCancelled, Lane, NotAcceptingError, SideLane
 from service.budget import CostBudget, QueueFullError, RateMeter
 
 
@@ -81,7 +81,7 @@ def test_a_request_withdrawn_while_queued_is_never_run_and_frees_its_budget() ->
         kept = asyncio.ensure_future(batcher.submit(["kept"], 1))
         await until(lambda: batcher.depth == 2)
         gone.cancel()
-        await until(lambda: batcher.budget.cost == 1)
+        await until(lambda: batcher.budget.cost == 2)  # "kept" queued, and "a" still running: a cost stays till done
         model.release.set()
         await first
         assert await kept == ("batch2", ["KEPT"])
@@ -204,5 +204,76 @@ def test_a_side_lane_job_whose_request_ended_stops_and_a_queued_one_never_starts
         assert 0 < len(steps) < 500 and -1 not in steps
         with pytest.raises(asyncio.CancelledError):
             await first
+
+    run(scenario)
+
+
+def test_a_large_request_on_a_lane_goes_in_slices_that_give_way_to_the_first_lane() -> None:
+    """A 10-text request on a sliced lane (slices of 2, at most 2 per batch) is worked off a slice per batch
+    while the default lane's requests, queued after it, go first; its cost stays in its lane's budget until
+    the batch that ran it has finished; its answer comes back whole and in order."""
+
+    async def scenario() -> None:
+        model = GatedModel()
+        documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+        lanes = {"analyze": Lane(documents, slice_texts=2, per_batch=2, share=0.25)}
+        batcher: Batcher[str, str, str] = Batcher(
+            model, max_batch_size=4, max_wait_ms=0, budget=roomy(), workers=1, lanes=lanes
+        )
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        big = asyncio.ensure_future(batcher.submit([f"d{i}" for i in range(10)], 10.0, "analyze"))
+        small = [asyncio.ensure_future(batcher.submit([f"p{i}"], 1)) for i in range(6)]
+        await until(lambda: batcher.depth == 16)
+        assert documents.cost == 10.0 and documents.texts == 10
+        model.release.set()
+        await first
+        assert await big == ("batch6", [f"D{i}" for i in range(10)])
+        await asyncio.gather(*small)
+        # each batch: the default lane first, up to the batch less one slice owed to the waiting documents
+        assert model.batches[1:] == [
+            ["p0", "p1", "d0", "d1"],
+            ["p2", "p3", "d2", "d3"],
+            ["p4", "p5", "d4", "d5"],
+            ["d6", "d7"],
+            ["d8", "d9"],
+        ]
+        assert documents.cost == 0 and batcher.budget.cost == 0
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_a_lane_s_cost_counts_until_its_batch_has_run() -> None:
+    async def scenario() -> None:
+        model, batcher, first = await one_batch_running(max_batch_size=4)
+        assert batcher.depth == 0 and batcher.budget.cost == 1  # taken into a batch: no longer waiting, still work
+        model.release.set()
+        await first
+        await until(lambda: batcher.budget.cost == 0)
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_a_spare_only_lane_runs_only_when_the_lanes_before_it_have_nothing_queued() -> None:
+    async def scenario() -> None:
+        model = GatedModel()
+        background = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+        lanes = {"jobs": Lane(background, slice_texts=1, per_batch=1, spare_only=True)}
+        batcher: Batcher[str, str, str] = Batcher(
+            model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=1, lanes=lanes
+        )
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        job = asyncio.ensure_future(batcher.submit(["j0", "j1"], 2, "jobs"))
+        live = asyncio.ensure_future(batcher.submit(["p0", "p1"], 2))
+        await until(lambda: batcher.depth == 4)
+        model.release.set()
+        await asyncio.gather(first, job, live)
+        assert model.batches[1:] == [["p0", "p1"], ["j0"], ["j1"]]
+        await batcher.drain()
 
     run(scenario)
