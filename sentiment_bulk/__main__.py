@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return [as_client(p) for p in predictor.predict(texts, max_batch_tokens=MAX_BATCH_TOKENS)]
 
     if args.sentences:
-        return score_file(args, lambda texts: analyze(predictor, texts), lambda: None)
+        return score_file(args, lambda texts: analyze(predictor, texts), lambda: None, lambda: list(predictor.labels))
     return score_file(args, score, lambda: None)
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from sentiment_client.common import DEFAULT_MAX_DOCUMENTS, ClientBase, check_texts, chunks
+from sentiment_client.common import ClientBase, check_texts, chunks, document_batches
+from sentiment_client.errors import InvalidInputError
 from sentiment_client.results import Document, Explanation, Prediction, document_from, explanation_from, prediction_from
 
 
@@ -53,17 +54,33 @@ class AsyncSentimentClient(ClientBase):
 
     async def analyze(self, documents: Sequence[str]) -> list[Document]:
         check_texts(documents)
-        size = (await self.limits()).get("max_documents", DEFAULT_MAX_DOCUMENTS)
         out: list[Document] = []
-        for start in range(0, len(documents), size):
-            answer = await self._request("POST", "/analyze", {"documents": list(documents[start : start + size])})
-            out += [document_from(d, start) for d in answer["documents"]]
+        for start, batch in document_batches(documents, await self.limits()):
+            out += await self._analyze(batch, start)
         return out
 
+    async def _analyze(self, batch: list[str], start: int) -> list[Document]:
+        """One request, split in two while the server finds it over its sentence limit."""
+        try:
+            answer = await self._request("POST", "/analyze", {"documents": batch})
+        except InvalidInputError:
+            if len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            return await self._analyze(batch[:half], start) + await self._analyze(batch[half:], start + half)
+        return [document_from(d, start) for d in answer["documents"]]
+
     async def limits(self) -> dict[str, int]:
-        if self._limits is None:
-            self._limits = (await self._request("GET", "/model"))["limits"]
-        return self._limits
+        return (await self._model())["limits"]  # type: ignore[no-any-return]
+
+    async def labels(self) -> list[str]:
+        """The labels of the model in service, in its order."""
+        return list((await self._model())["labels"])
+
+    async def _model(self) -> dict[str, Any]:
+        if self._model_info is None:
+            self._model_info = await self._request("GET", "/model")
+        return self._model_info
 
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
         retry = self.retry_budget()

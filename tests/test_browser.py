@@ -159,3 +159,33 @@ def test_each_highlight_covers_exactly_its_word(page: tuple[Any, list[str]], ser
     words = [w["text"] for w in explained.json()["explanations"][0]["words"]]
     assert tab.locator(".word").all_inner_texts() == words
     assert tab.locator(".text").inner_text() == text
+
+
+def test_page_splits_by_the_published_limits_and_shows_refused_texts_beside_the_others(
+    page: tuple[Any, list[str]], server: str
+) -> None:
+    """40 documents of 40 sentences are more sentences than one /analyze takes: the page sends them in as
+    many requests as the published limits need and shows every document; in the word view a line the
+    service refuses (a lone <br /> tag reads as nothing) is shown with its reason beside the scored lines."""
+    tab, _ = page
+    tab.goto(f"{server}/")
+    tab.fill("#api-key", KEY)
+    tab.check("#per-line")
+    tab.check("#by-sentence")
+    documents = [" ".join(f"Sentence {j} of review {i} was fine." for j in range(40)) for i in range(40)]
+    tab.fill("#input", "\n".join(documents))
+    tab.click("#score")
+    tab.locator(".result.document").nth(39).wait_for()
+    assert tab.locator(".result.document").count() == 40
+    assert tab.locator(".sentence").count() == 40 * 40
+    assert not tab.locator("#error").is_visible()
+
+    tab.uncheck("#by-sentence")
+    tab.fill("#input", "A triumph, moving and funny.\n<br />\nDull, slow and far too long.")
+    tab.click("#score")
+    tab.locator(".result").nth(2).wait_for()
+    assert tab.locator(".result.refused").count() == 1
+    assert "non-whitespace" in tab.locator(".result.refused .warning").inner_text()
+    assert [x.lower() for x in tab.locator(".result .label").all_inner_texts()] == ["positive", "negative"]
+    assert not tab.locator("#error").is_visible()
+    tab.screenshot(path=str(artifact_dir("browser") / "page-refused-line.png"), full_page=True)

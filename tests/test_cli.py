@@ -147,3 +147,59 @@ def test_sentences_gives_one_row_per_sentence_with_offsets(tiny_model_dir: Path,
         assert document[row["offset"] : row["offset"] + row["length"]] == row["text"]
         assert row["label"] == max(("negative", "neutral", "positive"), key=lambda label: row[f"p_{label}"])
         assert row["document_label"] in ("negative", "neutral", "positive", "mixed")
+
+
+def test_a_document_with_its_own_error_is_written_and_counted_as_such(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A chunk the server refuses as a whole (more sentences than it takes) is split again, and a document it
+    cannot score comes back as one row with its error, counted as such; nothing is dropped unreported."""
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_SENTENCES="3", SENTIMENT_MAX_DOCUMENT_CHARS="80")
+    try:
+        source = tmp_path / "reviews.csv"
+        source.write_text('id,text\n1,"One. Two."\n2,"Three. Four."\n3,' + "x" * 100 + '\n4,"   "\n')
+        out = tmp_path / "sentences.csv"
+        done = cli(str(source), "--sentences", "--server", base, "-o", str(out))
+    finally:
+        stop_server(process)
+    assert done.returncode == 0, done.stderr
+    assert "2 rows scored, 1 with their error, 1 skipped (lines 5)" in done.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
+    assert [(r["document"], r["text"]) for r in rows] == [
+        ("2", "One."),
+        ("2", "Two."),
+        ("3", "Three."),
+        ("3", "Four."),
+        ("4", ""),
+    ]
+    assert rows[-1]["error"].startswith("document_too_long: ") and all(not r["error"] for r in rows[:-1])
+    assert all(r["p_negative"] for r in rows[:-1]) and not rows[-1]["p_negative"]
+
+
+def test_bad_csvs_are_named_by_line_and_leave_no_half_written_output(tiny_model_dir: Path, tmp_path: Path) -> None:
+    bulk = ("--model-dir", str(tiny_model_dir))
+    with_bom = tmp_path / "bom.csv"
+    with_bom.write_bytes(b"\xef\xbb\xbftext,id\nGreat.,1\n")
+    done = cli(str(with_bom), *bulk)
+    assert done.returncode == 0, done.stderr
+    assert [r["id"] for r in csv.DictReader(io.StringIO(done.stdout))] == ["1"]
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text,id\nFine.,1\nCaf\xe9 was closed.,2\nGood.,3\n")
+    out = tmp_path / "latin-scored.csv"
+    done = cli(str(latin), *bulk, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "line 3: skipped: not UTF-8: byte 0xe9 at line 3, column 4" in done.stderr
+    assert "2 rows scored, 1 skipped (lines 3)" in done.stderr
+    assert [r["id"] for r in csv.DictReader(io.StringIO(out.read_text()))] == ["1", "3"]
+    failed = cli(str(latin), *bulk, "-o", str(tmp_path / "failed.csv"), "--on-error", "fail")
+    assert failed.returncode == 1 and "line 3: not UTF-8: byte 0xe9 at line 3, column 4" in failed.stderr
+    assert not (tmp_path / "failed.csv").exists() and not list(tmp_path.glob(".failed.csv.*"))
+
+    huge = tmp_path / "huge.csv"
+    huge.write_text("text,id\nFine.,1\n" + '"' + "x" * 200_000 + '",2\nGood.,3\n')
+    done = cli(str(huge), *bulk, "-o", str(tmp_path / "huge-scored.csv"))
+    assert done.returncode == 1 and "line 3: a field is longer than the CSV reader's limit" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "huge-scored.csv").exists()
+
+    done = cli(str(with_bom), *bulk, "--text-field", "review", "-o", str(tmp_path / "none.csv"))
+    assert done.returncode == 1 and "no column 'review' (columns: text, id)" in done.stderr
+    assert not (tmp_path / "none.csv").exists()
