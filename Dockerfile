@@ -3,8 +3,11 @@
 #   docker run --rm -p 8000:8000 sentiment-service
 # A locally built base image can stand in for python:3.11-slim: --build-arg BASE_IMAGE=local/python-base:3.11
 ARG BASE_IMAGE=python:3.11-slim
+# serve,cpu,postgres for a PostgreSQL job store (SENTIMENT_JOBS_DATABASE_URL); SQLite needs nothing more.
+ARG EXTRAS=serve,cpu
 
 FROM ${BASE_IMAGE} AS builder
+ARG EXTRAS
 # strip (binutils) takes the debug symbols out of the extension modules; only the builder has it.
 RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
@@ -13,10 +16,11 @@ COPY pyproject.toml README.md /src/
 COPY model_runtime /src/model_runtime
 COPY service /src/service
 COPY deploy/docker/install-app.sh /usr/local/bin/install-app.sh
-RUN install-app.sh serve,cpu
+RUN install-app.sh ${EXTRAS}
 
 FROM ${BASE_IMAGE} AS runtime
-RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
+    && mkdir -p /var/lib/sentiment && chown app /var/lib/sentiment
 COPY --from=builder /opt/venv /opt/venv
 COPY models/sentiment-bilstm /app/models/sentiment-bilstm
 ENV PATH=/opt/venv/bin:$PATH \
@@ -26,7 +30,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     SENTIMENT_PROVIDER=cpu \
     SENTIMENT_HOST=0.0.0.0 \
     SENTIMENT_PORT=8000 \
-    SENTIMENT_SHUTDOWN_GRACE_S=20
+    SENTIMENT_SHUTDOWN_GRACE_S=20 \
+    SENTIMENT_JOBS_DIR=/var/lib/sentiment
+# The job store (SQLite) and its jobs' uploads and results: keep it on a volume.
+VOLUME /var/lib/sentiment
 WORKDIR /app
 USER app
 EXPOSE 8000

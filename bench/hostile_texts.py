@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -59,7 +60,7 @@ def steps(root: Path, model_dir: Path) -> dict[str, Callable[[str], object]]:
         for name in [m for m in sys.modules if m.split(".")[0] in ("model_runtime", "service")]:
             del sys.modules[name]
         runtime: ModuleType = importlib.import_module("model_runtime")
-        validation: ModuleType = importlib.import_module("service.validation")
+        validation: ModuleType = importlib.import_module("service.validation")  # readable, in the old tree
     finally:
         sys.path.remove(str(root))
     predictor = runtime.Predictor.load(model_dir, provider="cpu")
@@ -79,7 +80,7 @@ def measure(found: dict[str, Callable[[str], object]], lengths: tuple[int, ...])
     for kind, make in KINDS.items():
         out[kind] = {}
         for step, run in found.items():
-            out[kind][step] = {n: timed(lambda run=run, text=make(n): run(text)) for n in lengths}
+            out[kind][step] = {n: timed(partial(run, make(n))) for n in lengths}
             print(kind, step, {n: f"{s * 1e3:.2f} ms" for n, s in out[kind][step].items()}, flush=True)
     return out
 

@@ -128,10 +128,7 @@ def main() -> None:
     others["hand-written"] = [case["text"] for case in cases["not_english"]]
     english["hand-written, loanwords and names"] = cases["english_mixed"]
     results: dict[str, Any] = {}
-    if args.service:
-        candidates = {"service (model_runtime.language)": _service_detector()}
-    else:
-        candidates = detectors()
+    candidates = {"service (model_runtime.language)": _service_detector()} if args.service else detectors()
     for name, detect in candidates.items():
         row: dict[str, Any] = {"english_flagged": {}, "other_flagged": {}}
         for threshold in (0.5, 0.8, 0.95):

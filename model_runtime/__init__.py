@@ -3,7 +3,8 @@
 The bottom layer of the project. It knows the model-directory contract (file names, graph inputs and
 outputs, special token ids, padding, file hashes), the typed model card, the ``Predictor`` (one
 onnxruntime session and one tokenizer), occlusion explanations, and what a text is before it is scored: its
-sentences (``split_sentences``) and its language (``Language``). It imports numpy, onnxruntime, tokenizers,
+sentences (``split_sentences``, ``document_sentences``), whether it has anything to read (``readable``) and
+its language (``Language``). It imports numpy, onnxruntime, tokenizers,
 a sentence splitter and two language detectors only: no web framework, no torch, and nothing of
 ``training``, ``service`` or the client.
 """
@@ -30,6 +31,7 @@ from model_runtime.language import Language, LanguageDetector
 from model_runtime.predictor import ModelLoadError, Prediction, Predictor
 from model_runtime.sentences import split_sentences
 from model_runtime.session import CPU_PROVIDER, CUDA_PROVIDER, Provider, available_cpus, session_options
+from model_runtime.texts import NOT_ONLY_WHITESPACE, document_sentences, readable
 
 __all__ = [
     "CARD_FILE",
@@ -41,6 +43,7 @@ __all__ = [
     "MIXED",
     "MIXED_THRESHOLD",
     "MODEL_FILE",
+    "NOT_ONLY_WHITESPACE",
     "PAD_ID",
     "PROBABILITIES",
     "SPLITS_FILE",
@@ -58,12 +61,14 @@ __all__ = [
     "Provider",
     "WordWeight",
     "available_cpus",
+    "document_sentences",
     "document_verdict",
     "explain",
     "file_sha256",
     "length_groups",
     "pad_ids",
     "read_card",
+    "readable",
     "session_options",
     "split_sentences",
     "write_card",

@@ -21,7 +21,7 @@ is downloaded) gives P(language); CLD2 (pycld2) is asked only where fastText is 
 A window with fewer than ``MIN_LETTERS`` letters, or fewer than ``MIN_DISTINCT_LETTERS`` different ones
 ("a. a. a.", "ha ha ha"), cannot tell;
 a text with no window that can is too short to tell (``code`` None, supported). The work per text is
-bounded: at most WINDOW × MAX_WINDOWS characters are read, whatever its length.
+bounded: at most WINDOW x MAX_WINDOWS characters are read, whatever its length.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from model_runtime.batch import BatchScorer
+
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 ERROR = "_error"
 
@@ -89,17 +91,16 @@ def _row(path: Path, line: int, record: dict[str, Any], text_field: str) -> dict
     return {**record, "source_file": str(path), "source_row": line, ERROR: problem}
 
 
-class Scorer:
-    """One actor: loads the model directory once, then scores batches of rows."""
+class Scorer(BatchScorer):
+    """One actor: loads the model directory once (model_runtime.batch.BatchScorer, the actor the service's
+    jobs use on Ray too), then scores batches of rows, given and returned as data frames with every input
+    column, ``label``, ``score`` and one ``p_<label>`` column per label."""
 
     def __init__(self, model_dir: str, provider: str, text_field: str) -> None:
-        from model_runtime import Predictor
-
-        # one CPU per actor (num_cpus=1), so one onnxruntime thread each
-        self.predictor = Predictor.load(model_dir, provider=provider, intra_op_threads=1)  # type: ignore[arg-type]  # checked by argparse
+        super().__init__(model_dir, provider, text_column=text_field)
         self.text_field = text_field
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:  # type: ignore[override]  # data frames, not columns
         good = batch[batch[ERROR].isna()] if ERROR in batch else batch
         predictions = self.predictor.predict(good[self.text_field].tolist(), max_batch_tokens=4096)
         out = good.drop(columns=[ERROR], errors="ignore").copy()

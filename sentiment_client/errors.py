@@ -36,6 +36,14 @@ class OverloadedError(SentimentError):
     """Still 429 or 503 when the retry budget ran out."""
 
 
+class NotFoundError(SentimentError):
+    """No such resource (404): a job that does not exist, or is another key's."""
+
+
+class ConflictError(SentimentError):
+    """Not possible in this state (409): the results of a job that has not finished."""
+
+
 class ServerError(SentimentError):
     """Any other failed answer from the server."""
 
@@ -62,6 +70,10 @@ def error_from(response: httpx.Response) -> SentimentError:
         if status in (400, 413, 415, 422)
         else OverloadedError
         if status in RETRIED_STATUSES
+        else NotFoundError
+        if status == 404
+        else ConflictError
+        if status == 409
         else ServerError
     )
     return kind(status, code, message, request_id, details)

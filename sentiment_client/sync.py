@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sentiment_client.common import ClientBase, check_texts, chunks, document_batches
 from sentiment_client.errors import InvalidInputError
+from sentiment_client.jobs import Job, Opener, submit
 from sentiment_client.results import Document, Explanation, Prediction, document_from, explanation_from, prediction_from
 
 
@@ -81,16 +83,67 @@ class SentimentClient(ClientBase):
             self._model_info = self._request("GET", "/model")
         return self._model_info
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    # ------------------------------------------------------------------------------------------- jobs
+
+    def submit_job(
+        self,
+        path: Path | str,
+        text_column: str = "text",
+        id_column: str | None = None,
+        task: str = "predict",
+        format: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """A file too big for one request, as a job on the service (sentiment_client.jobs)."""
+        return submit(self, path, text_column, id_column, task, format, idempotency_key)
+
+    def job(self, job_id: str) -> Job:
+        return Job(self, self.request_json("GET", f"/jobs/{job_id}"))
+
+    def jobs(self) -> list[Job]:
+        return [Job(self, info) for info in self.request_json("GET", "/jobs")["jobs"]]
+
+    def request_json(self, method: str, path: str) -> Any:
+        """A request without a body: its JSON answer (None for 204), retried as every call is."""
+        return self._send(lambda: self._http.request(method, path))
+
+    def upload(self, path: str, body: Opener, params: dict[str, str], headers: dict[str, str]) -> Any:
+        """POST a file (opened anew by ``body`` for each attempt) and return the JSON answer."""
+
+        def attempt() -> httpx.Response:
+            with body() as stream:
+                return self._http.post(path, content=stream, params=params, headers=headers)
+
+        return self._send(attempt)
+
+    def stream_lines(self, path: str, params: dict[str, str]) -> Iterator[str]:
+        """The lines of a streamed answer as they arrive (the request retried until the answer starts)."""
         retry = self.retry_budget()
         while True:
             try:
-                response = self._http.request(method, path, json=body)
+                with self._http.stream("GET", path, params=params, timeout=None) as response:
+                    if response.is_success:
+                        yield from response.iter_lines()
+                        return
+                    response.read()
+                    delay = retry.delay_after(response)
+            except httpx.TransportError as exc:
+                delay = retry.delay_after(failure=exc)
+            time.sleep(delay)
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        return self._send(lambda: self._http.request(method, path, json=body))
+
+    def _send(self, attempt: Callable[[], httpx.Response]) -> Any:
+        retry = self.retry_budget()
+        while True:
+            try:
+                response = attempt()
             except httpx.TransportError as exc:
                 time.sleep(retry.delay_after(failure=exc))
                 continue
             if response.is_success:
-                return response.json()
+                return response.json() if response.content else None
             time.sleep(retry.delay_after(response))
 
     def close(self) -> None:

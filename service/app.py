@@ -3,6 +3,7 @@ routes' lifecycle in front of FastAPI's router, the other routes, errors and the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,9 @@ from service.adapters.documents_schema import make_analyze_request
 from service.config import Settings
 from service.engine import Engine, load_model
 from service.errors import install_error_handlers
+from service.jobs import routes as jobs
+from service.jobs.runner import JobRunner
+from service.jobs.store import JobStore
 from service.lifecycle import ScoringRoutes
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
@@ -25,6 +29,15 @@ from service.schemas import make_predict_request
 from service.swap import install_signal_handlers
 from service.validation import TextLimits
 from service.version import SERVICE_VERSION
+
+
+async def start_jobs(app: FastAPI, settings: Settings, engine: Engine, metrics: Metrics) -> JobRunner:
+    """The job store (opened off the event loop: a database may take its time) and this process's runner."""
+    store = await asyncio.to_thread(JobStore, settings.jobs_url())
+    app.state.job_store = store
+    runner = JobRunner(store, engine, settings, metrics)
+    runner.start()
+    return runner
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> FastAPI:
@@ -37,10 +50,15 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start(predictor or load_model(settings), wait_for_warm_up=settings.processes > 1)
         install_signal_handlers(engine)
+        runner = await start_jobs(app, settings, engine, metrics) if settings.jobs else None
         try:
             yield
         finally:
+            if runner is not None:
+                await runner.stop()
             await engine.drain()
+            if runner is not None:
+                runner.store.close()
 
     app = FastAPIOffline(
         title="Sentiment service",
@@ -58,6 +76,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     document_scoring_routes(app, scoring)
     web.register(app)
     app.include_router(oip.router)
+    if settings.jobs:
+        jobs.register(app)
     request_models: list[type[BaseModel]] = [
         make_predict_request(settings.max_client_batch, settings.max_text_chars),
         make_predict_request(settings.max_explain_texts, settings.max_text_chars, "ExplainRequest"),
@@ -75,6 +95,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         RequestContextMiddleware,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
+        uploads={"/jobs": (settings.jobs_max_upload_bytes, "SENTIMENT_JOBS_MAX_UPLOAD_BYTES")} if settings.jobs else {},
         templates=lambda: [*app.openapi()["paths"], *(str(r.path) for r in app.router.routes if hasattr(r, "path"))],
     )
     return app

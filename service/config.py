@@ -118,9 +118,40 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body (413 beyond)")
 
+    # Jobs: files too big for one request (docs/jobs.md)
+    jobs: bool = Field(True, description="offer /jobs and run jobs in this process")
+    jobs_dir: Path = Field(Path("data"), description="where the default SQLite job store lives (a volume)")
+    jobs_database_url: str | None = Field(
+        None,
+        description="the job store: postgresql://user:password@host:port/database, or sqlite:///path; unset, "
+        "SQLite in SENTIMENT_JOBS_DIR/jobs.sqlite3",
+    )
+    jobs_engine: Literal["local", "ray"] = Field(
+        "local", description="where a job's rows are scored: this process's engine, or Ray Data (RAY_ADDRESS)"
+    )
+    jobs_max_upload_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="largest job upload, gzip decoded (413 beyond)"
+    )
+    jobs_max_rows: int = Field(1_000_000, ge=1, description="most rows in one job (413 beyond)")
+    jobs_max_queued: int = Field(16, ge=1, description="most jobs queued or running at once (429 beyond)")
+    jobs_max_stored_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="most bytes of results kept for all jobs together (429 beyond)"
+    )
+    jobs_lease_s: float = Field(
+        60.0, gt=0, description="a job whose process stops renewing its lease this long is taken over by another"
+    )
+    jobs_retention_s: float = Field(
+        86_400.0, gt=0, description="how long a job and its results are kept after it was submitted"
+    )
+
     # Access and server
     api_key: SecretStr | None = Field(
         None, description="if set, /predict and /model need 'Authorization: Bearer <key>'"
+    )
+    api_keys: SecretStr | None = Field(
+        None,
+        description="several API keys, comma separated (with SENTIMENT_API_KEY, any of them opens the scoring "
+        "routes); each key sees and deletes only its own jobs",
     )
     admin_key: SecretStr | None = Field(
         None,
@@ -143,6 +174,14 @@ class Settings(BaseSettings):
         "replaced (busy is not hung)",
     )
     shutdown_grace_s: float = Field(20.0, ge=0, description="on SIGTERM, how long in-flight requests may take")
+
+    def keys(self) -> list[str]:
+        """Every API key that opens the scoring routes (none: they are open)."""
+        keys = [k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(",")]
+        return [*([self.api_key.get_secret_value()] if self.api_key else []), *(k for k in keys if k)]
+
+    def jobs_url(self) -> str:
+        return self.jobs_database_url or f"sqlite:///{self.jobs_dir.resolve() / 'jobs.sqlite3'}"
 
     @model_validator(mode="after")
     def _a_full_request_fits_the_queue(self) -> Settings:

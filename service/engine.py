@@ -38,6 +38,9 @@ GPU_INFERENCE_WORKERS = 2
 # /analyze's lane: a document's sentences go in slices of DOCUMENT_SLICE texts, at most DOCUMENT_PER_BATCH of
 # them in one batch, and DOCUMENT_SHARE of a batch is theirs while they wait (the rest goes to /predict first).
 DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE = 32, 64, 0.25
+# Jobs' lane: slices of JOB_SLICE texts, a batch of its own only when no live request waits (spare capacity),
+# so that a live request waits at most for one such short batch to end.
+JOB_SLICE = 8
 # Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
 # hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
 EXPLAIN_YIELD_S = 0.002
@@ -153,7 +156,11 @@ class Engine:
         documents = CostBudget(
             lambda: rate.value * DOCUMENT_SHARE * s.max_queue_seconds, lambda: rate.value * DOCUMENT_SHARE, s.max_queue
         )
-        lanes = {"analyze": Lane(documents, DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE)}
+        jobs = CostBudget(lambda: float("inf"), lambda: rate.value, s.max_queue)  # the job runner bounds its own work
+        lanes = {
+            "analyze": Lane(documents, DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE),
+            "jobs": Lane(jobs, JOB_SLICE, JOB_SLICE, spare_only=True),
+        }
         self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers, lanes)
         self._batcher.start()
         # The explanation lane measures its own rate (it shares the CPU with /predict): its budget, its
@@ -199,8 +206,8 @@ class Engine:
         self, texts: list[str], languages: bool = True, lane: str = "predict"
     ) -> tuple[Predictor, list[Prediction]]:
         """Predictions in order (each with its text's language unless not ``languages``), and the model that
-        made them (no texts: none, by the model in service), queued on ``lane`` ("predict", or "analyze":
-        in slices that give way to /predict's requests)."""
+        made them (no texts: none, by the model in service), queued on ``lane`` ("predict"; "analyze": in
+        slices that give way to /predict's requests; "jobs": in slices that run only when no other lane waits)."""
         if not texts:
             return self.model, []
         cost = sum(map(self.require_ready().text_cost, texts))

@@ -87,8 +87,8 @@ def invalid(exc: InvalidInput, status: int = 422) -> ApiError:
     return ApiError(status, "validation_error", str(exc), details=details)
 
 
-def body_too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"request body is larger than SENTIMENT_MAX_BODY_BYTES = {limit:,} bytes")
+def body_too_large(limit: int, setting: str = "SENTIMENT_MAX_BODY_BYTES") -> ApiError:
+    return ApiError(413, "body_too_large", f"request body is larger than {setting} = {limit:,} bytes")
 
 
 def field_name(loc: Iterable[Any]) -> str | None:
@@ -151,7 +151,8 @@ def outcome(exc: BaseException, settings: Settings, metrics: Metrics, invalid_st
 
 def _http_error(exc: StarletteHTTPException, settings: Settings) -> ApiError:
     if exc.status_code == 413:
-        return body_too_large(settings.max_body_bytes)
+        detail = str(exc.detail)
+        return ApiError(413, "body_too_large", detail) if "bytes" in detail else body_too_large(settings.max_body_bytes)
     messages = {
         400: ("bad_request", f"could not read the request ({exc.detail})"),
         404: ("not_found", "no such route"),

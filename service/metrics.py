@@ -61,6 +61,17 @@ class Metrics:
         self.rejected = Counter(
             "sentiment_rejected_requests", "requests refused before inference", ["reason"], registry=r
         )
+        # Jobs live in the shared store: every process reports the same counts, so the gauges take the latest.
+        self.jobs = Gauge(
+            "sentiment_jobs", "jobs in the store by state", ["state"], registry=r, multiprocess_mode="mostrecent"
+        )
+        self.job_queue = Gauge(
+            "sentiment_job_queue_length",
+            "jobs waiting or running",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.job_rows = Counter("sentiment_job_rows_scored", "rows of jobs scored (a failed row too)", registry=r)
 
     def count_languages(self, languages: Iterable[Language]) -> None:
         """Scored texts (or documents) by whether the model supports the language they appear to be in."""
@@ -70,6 +81,11 @@ class Metrics:
         for supported, count in counts.items():
             if count:
                 self.texts_by_language.labels(supported).inc(count)
+
+    def observe_jobs(self, by_state: dict[str, int]) -> None:
+        for state, count in by_state.items():
+            self.jobs.labels(state).set(count)
+        self.job_queue.set(by_state.get("queued", 0) + by_state.get("running", 0))
 
     def observe_batch(self, texts: int, inference_seconds: float, queue_wait_seconds: float) -> None:
         self.batch_size.observe(texts)

@@ -30,10 +30,18 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, templates: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        templates: Callable[[], list[str]],
+        uploads: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body_bytes
+        self.uploads = uploads or {}  # POST path -> (its body limit, the setting that sets it): file uploads
         self._templates = templates  # every route template the app serves, for the metrics' route label
         self._patterns: list[tuple[re.Pattern[str], str]] | None = None
 
@@ -50,6 +58,7 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         status = 500
         received = 0
+        limit, setting = self._limit(scope)
 
         close = False  # the body will not be read: the connection cannot carry another request
 
@@ -66,8 +75,8 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise HTTPException(413)  # FastAPI passes its HTTP errors from body reading through
+                if received > limit:
+                    raise HTTPException(413, body_too_large(limit, setting).message)  # FastAPI passes these through
             return message
 
         try:
@@ -101,9 +110,15 @@ class RequestContextMiddleware:
             if name == b"transfer-encoding" and any(c.strip() != b"chunked" for c in value.lower().split(b",")):
                 coding = value.decode("latin-1")
                 return ApiError(501, "not_implemented", f"Transfer-Encoding {coding!r} is not supported; use chunked")
-        if _content_length(scope) > self.max_body:
-            return body_too_large(self.max_body)
+        limit, setting = self._limit(scope)
+        if _content_length(scope) > limit:
+            return body_too_large(limit, setting)
         return None
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        if scope["method"] == "POST" and scope["path"] in self.uploads:
+            return self.uploads[scope["path"]]
+        return self.max_body, "SENTIMENT_MAX_BODY_BYTES"
 
     def _template(self, scope: Scope) -> str:
         """The route template the path matches (a bounded label, whatever the path), else "unmatched". The

@@ -11,10 +11,9 @@ from typing import (
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from typing_extensions import TypedDict
 
-from model_runtime import Explanation, Language, Prediction, Predictor
+from model_runtime import NOT_ONLY_WHITESPACE, Explanation, Language, Prediction, Predictor
 from model_runtime.contract import SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
 from service.config import Settings
-from service.validation import NOT_ONLY_WHITESPACE
 
 REVIEW_EXAMPLE = "A moving, beautifully shot film with a terrific cast. I loved every minute of it."
 

@@ -1,18 +1,14 @@
 """What a valid text is, for every protocol: one validator, one verdict.
 
-A request carries 1 to ``max_texts`` texts; each must be a string of at most ``max_chars`` characters with
-at least one character that is not white space, where white space is JSON Schema's (ECMA-262) idea of it
-plus U+0085, so that the pattern the OpenAPI document publishes (``NOT_ONLY_WHITESPACE``) and the server
-agree on every string but one kind: a text of nothing but ``<br>`` tags and white space, which the
-tokenizer reads as nothing and the server refuses like white space. (Python's ``str.isspace`` also counts
-U+001C..U+001F and leaves out U+FEFF: a text of one U+001C is a text; a text of one U+FEFF, a byte-order
-mark, is not.) Every refusal names the field and the limit.
+A request carries 1 to ``max_texts`` texts; each must be a string of at most ``max_chars`` characters that
+the model can read (``model_runtime.texts.readable``: a character that is not white space or a ``<br>``
+tag; the OpenAPI document publishes the pattern ``NOT_ONLY_WHITESPACE``). Every refusal names the field and
+the limit.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +16,7 @@ from typing import Any
 import orjson
 
 from model_runtime import Language
-
-# White space: JSON Schema's (ECMA-262), plus U+0085 (NEXT LINE), which the tokenizer reads as white space too.
-WHITESPACE = r"\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-NOT_ONLY_WHITESPACE = rf"[^{WHITESPACE}]"
-_NOT_ONLY_WHITESPACE = re.compile(NOT_ONLY_WHITESPACE)
-# Line-break tags, which the tokenizer reads as white space (the one rule the published pattern cannot say).
-# Possessive: an opener with no closing ">" ("<br" and 100,000 spaces) is read once, never re-split.
-_BREAK_TAG = re.compile(rf"<[{WHITESPACE}]*+br[{WHITESPACE}]*+/?+[{WHITESPACE}]*+>", re.IGNORECASE)
+from model_runtime.texts import readable
 
 
 class InvalidInput(ValueError):
@@ -86,13 +75,6 @@ def _valid_text(value: Any, field: str, max_chars: int) -> str:
     if not readable(value):
         raise InvalidInput(field, "must contain at least one non-whitespace character (<br> tags count as white space)")
     return value
-
-
-def readable(value: str) -> bool:
-    """Whether a text has anything the model reads (the rule ``check_text`` refuses the rest by)."""
-    if "<" not in value:
-        return bool(_NOT_ONLY_WHITESPACE.search(value))
-    return bool(_NOT_ONLY_WHITESPACE.search(_BREAK_TAG.sub(" ", value)))
 
 
 def check_language(language: Language, field: str) -> None:

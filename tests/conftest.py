@@ -29,9 +29,11 @@ from tests import docker_image
 from tests.support import CACHE, ROOT, TINY_CONFIG, MadeOnce, pick_free_port
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars in training output help people, not test logs
+# Apps made in a test process keep their job store in a directory of the process's own, not in the checkout.
+os.environ.setdefault("SENTIMENT_JOBS_DIR", tempfile.mkdtemp(prefix="sentiment-jobs-"))
 from training.data import Dataset, Split, split_dataset
 from training.pipeline import ExportSpec, ship
-from training.sources import load_sources
+from training.sources import load_sources, make_split
 from training.train import TrainResult, train
 
 
@@ -65,7 +67,7 @@ def corpus(made_once: MadeOnce) -> Dataset:
 
 @pytest.fixture(scope="session")
 def corpus_split(corpus: Dataset) -> Split:
-    return split_dataset(corpus)
+    return make_split(corpus)
 
 
 ENGINE_OWNED = pytest.StashKey[Path]()

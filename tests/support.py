@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from model_runtime.contract import SHIPPED_MODEL_DIR
@@ -38,6 +41,7 @@ __all__ = [
     "launch",
     "metric",
     "pick_free_port",
+    "postgres_server",
     "rss_mb",
     "start_server",
     "steady_load",
@@ -93,9 +97,11 @@ def artifact_dir(name: str) -> Path:
 
 def start_server(model_dir: Path, port: int, log: Path | None = None, **env: str) -> subprocess.Popen[bytes]:
     """``python -m service`` on loopback; its log (JSON lines on stderr) goes to ``log`` (a file, so a
-    busy server never blocks on a full pipe)."""
+    busy server never blocks on a full pipe). Its job store is its own (SENTIMENT_JOBS_DIR, a fresh directory)
+    unless ``env`` names one: servers of other tests never run each other's jobs."""
     environment = {
         **os.environ,
+        "SENTIMENT_JOBS_DIR": tempfile.mkdtemp(prefix="sentiment-jobs-"),  # its own job store, unless given
         "SENTIMENT_MODEL_DIR": str(model_dir),
         "SENTIMENT_PORT": str(port),
         "SENTIMENT_HOST": "127.0.0.1",
@@ -259,3 +265,34 @@ def steady_load(base: str, body: dict[str, object], clients: int = 4, path: str 
         stop.set()
         for t in threads:
             t.join(30)
+
+
+POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server (Debian's package) on a free loopback port, in a directory of its own: its
+    URL. It refuses to run as root, so it runs as the postgres user when the tests are root."""
+    if not POSTGRES_BIN:
+        pytest.skip("PostgreSQL is not installed (scripts/test.sh installs Debian's postgresql)")
+    binaries, port = POSTGRES_BIN[-1], pick_free_port()
+    folder = Path(tempfile.mkdtemp(prefix="sentiment-pg-"))
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(folder, "postgres")
+    data = folder / "pg"
+    subprocess.run(
+        [*as_user, binaries / "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True, capture_output=True
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*as_user, binaries / "pg_ctl", "-D", data, "-o", options, "-w", "-l", folder / "log", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -189,3 +189,35 @@ def test_page_splits_by_the_published_limits_and_shows_refused_texts_beside_the_
     assert [x.lower() for x in tab.locator(".result .label").all_inner_texts()] == ["positive", "negative"]
     assert not tab.locator("#error").is_visible()
     tab.screenshot(path=str(artifact_dir("browser") / "page-refused-line.png"), full_page=True)
+
+
+def test_page_scores_a_file_as_a_job_and_shows_its_summary(
+    page: tuple[Any, list[str]], server: str, tmp_path: Path
+) -> None:
+    """Upload a CSV, pick its text column from the header, watch the job run, then read the summary (bars
+    per label, the confidence histogram, the most negative and most positive rows) and download the results."""
+    tab, requested = page
+    source = tmp_path / "reviews.csv"
+    reviews = ["A triumph, moving and funny.", "Dull, slow and far too long.", "The meeting is at 3 pm."] * 40
+    source.write_text("id,review\n" + "".join(f'{i},"{r}"\n' for i, r in enumerate(reviews)), encoding="utf-8")
+    tab.goto(f"{server}/")
+    tab.fill("#api-key", KEY)
+    tab.set_input_files("#job-file", str(source))
+    tab.locator("#job-column option[value=review]").wait_for(state="attached")
+    assert tab.locator("#job-column").input_value() == "review"  # the header's text column, chosen for you
+    tab.click("#job-start")
+    tab.locator("#job-summary .headline").wait_for(timeout=120_000)
+    assert tab.locator("#job-summary .headline").inner_text().startswith("120 rows:")
+    counts = [
+        int(b.get_attribute("data-count") or 0) for b in tab.locator("#job-summary .bars").first.locator(".bar").all()
+    ]
+    assert sum(counts) == 120
+    assert tab.locator(".histogram div").count() == 10
+    assert "Dull, slow and far too long." in tab.locator(".extremes").first.inner_text()
+    assert tab.locator("#job-bar").get_attribute("value") == "120"
+    with tab.expect_download() as download:
+        tab.click("#job-summary .download-csv")
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("row,line,id,label,score") and len(lines) == 121
+    tab.screenshot(path=str(artifact_dir("browser") / "page-job.png"), full_page=True)
+    assert all(url.startswith(server) or url.startswith("blob:") for url in requested)

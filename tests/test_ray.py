@@ -107,3 +107,34 @@ def test_ray_engine_on_error_fail_stops_and_names_the_line(tmp_path: Path, tiny_
     assert done.returncode == 1
     assert "a.jsonl: line 2: the text is empty" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_on_ray_gives_the_same_results_as_the_local_engine(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """SENTIMENT_JOBS_ENGINE=ray: a job's rows scored on Ray Data (local mode) hold what the service's own
+    engine gives for the same file: every row once, in order, the same labels and probabilities."""
+    from sentiment_client import SentimentClient
+    from tests.support import launch, stop_server
+
+    source = tmp_path / "reviews.jsonl"
+    texts = ["A wonderful film.", "   ", "Dull, slow and far too long. I left early.", "It was fine.", "Loved it!"] * 60
+    source.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    results = {}
+    for engine in ("local", "ray"):
+        base, process = launch(tiny_model_dir, tmp_path / f"{engine}.log", SENTIMENT_JOBS_ENGINE=engine)
+        try:
+            with SentimentClient(base) as client:
+                for task in ("predict", "analyze"):
+                    job = client.submit_job(source, id_column="id", task=task)
+                    job.wait(progress=False, timeout_s=600)
+                    results[engine, task] = list(job.results())
+        finally:
+            stop_server(process)
+    for task in ("predict", "analyze"):
+        local, on_ray = results["local", task], results["ray", task]
+        assert [r["row"] for r in on_ray] == [r["row"] for r in local] == list(range(len(texts)))
+        assert [r.get("error") for r in on_ray] == [r.get("error") for r in local]
+        assert [r.get("label") for r in on_ray] == [r.get("label") for r in local]
+        for a, b in zip(local, on_ray, strict=True):
+            if "error" not in a:
+                assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+                assert a["language"] == b["language"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from model_runtime import Language, Prediction, Predictor, document_verdict, split_sentences
+from model_runtime import Language, Prediction, Predictor, document_sentences, document_verdict
 from service.adapters.documents_schema import AnalyzeResponse, DocumentOut
 from service.config import Settings
 from service.engine import Engine
@@ -33,7 +33,6 @@ from service.validation import (
     json_object,
     json_type,
     one_field,
-    readable,
 )
 
 FIELDS = {"documents": "an array of strings", "text": "a string"}
@@ -72,20 +71,11 @@ def read_documents(body: bytes, headers: Headers, settings: Settings, engine: En
     return documents
 
 
-def sentences_of(text: str) -> list[tuple[int, int]]:
-    """The sentences the model reads, (offset, length): a sentence of nothing but ``<br />`` is none; a text
-    that /predict scores (a lone U+001C) is one sentence here too."""
-    sentences = [(a, n) for a, n in split_sentences(text) if readable(text[a : a + n])]
-    if not sentences and readable(text):
-        sentences = [(0, len(text))]
-    return sentences
-
-
 def _read(text: str, where: str, settings: Settings, engine: Engine) -> ReadDocument:
     if len(text) > settings.max_document_chars:
         message = f"{where} has {len(text):,} characters; the limit is {settings.max_document_chars:,}"
         return ReadDocument(text, [], None, ("document_too_long", message))
-    sentences = sentences_of(text)
+    sentences = document_sentences(text)
     if not sentences:
         return ReadDocument(text, [], None, ("empty_document", f"{where} has no sentence to score"))
     if len(sentences) > settings.max_sentences:

@@ -7,7 +7,8 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
-from service.validation import NOT_ONLY_WHITESPACE, TextLimits
+from model_runtime import NOT_ONLY_WHITESPACE
+from service.validation import TextLimits
 
 INPUT = "text"
 OUTPUTS = ("label", "score", "probabilities", "language", "language_supported")
