@@ -31,13 +31,22 @@ def ids_of(tokenizer: Tokenizer) -> list[list[int]]:
 
 
 def random_model(
-    vocab: int, layers: int = 1, ends: bool = False, vectors: bool = True, seed: int = 0
+    vocab: int, layers: int = 1, ends: bool = False, vectors: bool = True, seed: int = 0, prior: bool = False
 ) -> BiLSTMClassifier:
     torch.manual_seed(seed)
     config = ModelConfig(
-        vocab, 2, embedding_dim=8, hidden_size=8, num_layers=layers, ends=ends, vector_dim=5 if vectors else 0
+        vocab,
+        2,
+        embedding_dim=8,
+        hidden_size=8,
+        num_layers=layers,
+        ends=ends,
+        vector_dim=5 if vectors else 0,
+        word_prior=prior,
     )
     model = BiLSTMClassifier(config)
+    if prior:
+        model.embedding.prior.copy_(torch.randint(-5, 6, (vocab,)).float() / 5)
     if vectors:
         model.embedding.vectors.copy_(torch.randn(vocab, 5))
         with torch.no_grad():
@@ -107,3 +116,25 @@ def test_a_model_directory_runs_any_batch_and_length(tmp_path: Path) -> None:
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     _, lengths = pad_ids([[]])
     assert predictor.probabilities([[]]).shape == (1, 2) and lengths.tolist() == [0]
+
+
+def test_the_word_list_column_of_the_graph_is_pytorch_s(tmp_path: Path, tokenizer: Tokenizer) -> None:
+    """With the word prior, the graph holds the frozen (V,) column and its learned direction exactly as
+    PyTorch has them (float32, apart from the float16 table), computes what PyTorch computes, and the
+    network rebuilt from it has them back."""
+    model = random_model(tokenizer.get_vocab_size(), prior=True)
+    path = tmp_path / "m.onnx"
+    onnx.save(build_onnx(model), path)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    np.testing.assert_array_equal(weights["word_prior"], model.embedding.prior.numpy())
+    np.testing.assert_array_equal(weights["prior_direction"], model.embedding.prior_direction.detach().numpy())
+    assert weights["word_prior"].dtype == np.float32 and np.count_nonzero(weights["word_prior"]) > 0
+    report = verify_export(model, path, ids_of(tokenizer))
+    assert report.parity_max_abs_diff <= 1e-4 and report.invariance_max_abs_diff <= 1e-5
+    rebuilt = model_from_onnx(path)
+    assert rebuilt.config.word_prior
+    torch.testing.assert_close(rebuilt.embedding.prior, model.embedding.prior)
+    with torch.no_grad():
+        model.embedding.prior.zero_()  # the column matters: without it the graph's answers differ
+    with pytest.raises(ExportVerificationError):
+        verify_export(model, path, ids_of(tokenizer))
