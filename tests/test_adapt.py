@@ -149,3 +149,44 @@ def test_a_running_server_swaps_to_the_adapted_model_under_load(
         assert np.isclose(sum(answer["probabilities"].values()), 1.0)
     finally:
         stop_server(process)
+
+
+@pytest.mark.parametrize("keep_neutral", [False, True])
+def test_a_file_of_two_labels_gives_a_model_that_answers_those_two(
+    tiny_model_dir: Path, tweets: Split, tmp_path: Path, keep_neutral: bool
+) -> None:
+    """On a base that answers negative, neutral and positive, a file labelled only negative and positive
+    gives a model that answers those two (the neutral output taken out of the head), unless --keep-neutral
+    asks to keep it; the side-by-side report says how often each model gave the right label."""
+    data = tmp_path / "polar.csv"
+    polar = [ex for ex in tweets.train if tweets.labels[ex.label] != "neutral"][::20]
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([ex.text, tweets.labels[ex.label]] for ex in polar)
+    out = tmp_path / "adapted"
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "adapt",
+        "--data",
+        str(data),
+        "--from",
+        str(tiny_model_dir),
+        "--model-dir",
+        str(out),
+        "--epochs",
+        "1",
+        "--rehearsal",
+        "100",
+    ]
+    done = subprocess.run(
+        [*command, *(["--keep-neutral"] if keep_neutral else [])], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = read_card(out)
+    expected = ["negative", "neutral", "positive"] if keep_neutral else ["negative", "positive"]
+    assert card.labels == expected and Predictor.load(out).labels == tuple(expected)
+    assert set(Predictor.load(out).predict(["What time is it?"])[0].probabilities) == set(expected)
+    assert "label right (accuracy)" in done.stdout and "polarity (base)" in done.stdout

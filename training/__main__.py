@@ -21,10 +21,10 @@ from model_runtime import ModelCard
 from model_runtime.contract import SHIPPED_MODEL_DIR, SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION
 from training.adapt import AdaptConfig
 from training.config import TrainConfig
-from training.data import DataError, Dataset, split_dataset
+from training.data import DataError, Dataset
 from training.files import load_labelled_file
 from training.model import ModelConfig
-from training.sources import DEFAULT_SOURCES, load_sources
+from training.sources import DEFAULT_SOURCES, load_sources, make_split
 
 DEFAULT_RUN_DIR = Path("runs") / SHIPPED_MODEL_NAME
 
@@ -141,11 +141,17 @@ def side_by_side(card: ModelCard) -> str:
     """The table ``adapt`` ends with, and the commands that put the model live."""
     base, adapted = card.adaptation["user_test"]["base"], card.adaptation["user_test"]["adapted"]
     rows = [f"{'':28}{'base':>10}{'adapted':>10}"]
-    rows += [f"{k:28}{base[k]:>10.4f}{adapted[k]:>10.4f}" for k in ("accuracy", "macro_f1", "ece", "log_loss")]
+    names = {"accuracy": "label right (accuracy)"}
+    rows += [
+        f"{names.get(k, k):28}{base[k]:>10.4f}{adapted[k]:>10.4f}" for k in ("accuracy", "macro_f1", "ece", "log_loss")
+    ]
     rows += [
         f"{'F1 ' + label:28}{base['per_class'][label]['f1']:>10.4f}{adapted['per_class'][label]['f1']:>10.4f}"
-        for label in base["per_class"]
+        for label in adapted["per_class"]
+        if label in base["per_class"]
     ]
+    if "polarity_accuracy" in base:  # the base answers neutral too: how often it said the right side
+        rows.append(f"{'polarity (base)':28}{base['polarity_accuracy']:>10.4f}{'':>10}")
     before, after = card.adaptation["base_sources"]["before"], card.adaptation["base_sources"]["after"]
     rows += [
         f"{'base source ' + s:28}{before[s]['accuracy']:>10.4f}{after[s]['accuracy']:>10.4f}"
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             dataset = _dataset(args)
-            train.train(dataset, split_dataset(dataset), args.run_dir, train_config(args), resume=args.resume)
+            train.train(dataset, make_split(dataset), args.run_dir, train_config(args), resume=args.resume)
         elif args.command == "all":
             spec = pipeline.ExportSpec(args.model_dir, args.name, args.version, command)
             pipeline.run_all(_dataset(args), args.run_dir, train_config(args), spec, int8=args.int8, resume=args.resume)

@@ -23,7 +23,7 @@ import copy
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,11 @@ class AdaptConfig:
     star_threshold: float | None = option(None, "numeric labels (stars): at least this is positive, below negative")
     label_map: str | None = option(None, "explicit label mapping, e.g. 'pos=positive,neg=negative,3=drop'")
     seed: int = option(1234, "seeds the split of batches and the rehearsal sample")
+    keep_neutral: bool = option(
+        False,
+        "a file of two labels on a base that also answers neutral: keep the neutral answer (the file teaches "
+        "polarity only) instead of answering the file's two labels",
+    )
 
 
 def map_labels(
@@ -119,6 +124,12 @@ def base_data(card: ModelCard) -> Split | None:
         return None
 
 
+def without_neutral_examples(labels: tuple[str, ...], examples: list[Example]) -> list[Example]:
+    """``examples`` but the neutral ones, renumbered for the labels without neutral."""
+    keep = [name for name in labels if name != "neutral"]
+    return [replace(ex, label=keep.index(labels[ex.label])) for ex in examples if labels[ex.label] != "neutral"]
+
+
 def supervision(labels: tuple[str, ...], split: Split) -> dict[str, str]:
     """What each text's label says while adapting: the base's own sources as they say (rehearsal); the
     user's file (source "") the full label, except that a file without a neutral text on a base with a
@@ -126,6 +137,20 @@ def supervision(labels: tuple[str, ...], split: Split) -> dict[str, str]:
     has_neutral = "neutral" in labels and any(labels[ex.label] == "neutral" for ex in split.train)
     user = FULL if has_neutral or "neutral" not in labels else POLARITY
     return {**{name: source.supervision for name, source in SOURCES_BY_NAME.items()}, "": user}
+
+
+def without_neutral(
+    model: BiLSTMClassifier, labels: tuple[str, ...], examples: list[Example]
+) -> tuple[BiLSTMClassifier, tuple[str, ...], list[Example]]:
+    """The network answering every label but neutral (the head's neutral row taken out, the rest as trained),
+    and the examples that are not neutral, their labels renumbered."""
+    keep = [i for i, name in enumerate(labels) if name != "neutral"]
+    head = nn.Linear(model.head.in_features, len(keep))
+    with torch.no_grad():
+        head.weight.copy_(model.head.weight[keep])
+        head.bias.copy_(model.head.bias[keep])
+    model.head, model.config = head, replace(model.config, num_classes=len(keep))
+    return model, tuple(labels[i] for i in keep), without_neutral_examples(labels, examples)
 
 
 def fine_tune(
@@ -203,17 +228,27 @@ def adapt(
     """Fine-tune the model of ``base_dir`` on the labelled file ``data`` and write the adapted model to ``out``."""
     started = time.perf_counter()
     base_card = read_card(base_dir)
-    labels = tuple(base_card.labels)
+    base_labels = labels = tuple(base_card.labels)
     rows = read_labelled_rows(data, text_column, label_column)
     examples = map_labels(data, rows, labels, config)
+    model = model_from_onnx(base_dir / MODEL_FILE)
+    original = base_data(base_card)
+    two_labels = "neutral" in labels and all(labels[ex.label] != "neutral" for ex in examples)
+    if two_labels and not config.keep_neutral:  # the file's two labels are what the adapted model answers
+        model, labels, examples = without_neutral(model, labels, examples)
+        if original is not None:
+            original = replace(
+                original,
+                train=without_neutral_examples(base_labels, original.train),
+                test=without_neutral_examples(base_labels, original.test),
+            )
     dataset = Dataset(examples=examples, labels=labels, source=str(data), spec={"kind": "file"})
     split = split_dataset(dataset)
     if not split.validation or not split.test:
         raise DataError(f"{data}: {len(examples)} texts are too few to hold out validation and test texts")
     tokenizer = Tokenizer.from_file(str(base_dir / TOKENIZER_FILE))
-    original = base_data(base_card)
     rehearsal = Rehearsal(original.train if original else [], config.rehearsal if original else 0)
-    model, history = fine_tune(model_from_onnx(base_dir / MODEL_FILE), tokenizer, split, rehearsal, config, labels)
+    model, history = fine_tune(model, tokenizer, split, rehearsal, config, labels)
     val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
     val_sources = [""] * len(val_ids)
     masks = label_masks(
@@ -229,13 +264,16 @@ def adapt(
     )
     write_split_manifest(split, out / SPLITS_FILE)
     base_ref = {"name": base_card.name, "version": base_card.version, "sha256": file_sha256(base_dir / MODEL_FILE)}
-    card = adapted_card(base_card, base_ref, out, name, version, report, calibration, history, data, split, config)
+    card = adapted_card(
+        base_card, base_ref, out, name, version, report, calibration, history, data, split, config, labels
+    )
     adapted = Predictor.load(out, provider="cpu", card=card)
     evaluation = evaluate_examples(adapted, labels, split.test, calibration)
     card.metrics = {"test": card_metrics(evaluation), "measured_on": "the user's held-out test texts"}
+    in_base = [replace(ex, label=base_labels.index(labels[ex.label])) for ex in split.test]
     card.adaptation = {
         "user_test": {
-            "base": evaluate_examples(Predictor.load(base_dir, provider="cpu"), labels, split.test)["overall"],
+            "base": evaluate_examples(Predictor.load(base_dir, provider="cpu"), base_labels, in_base)["overall"],
             "adapted": evaluation["overall"],
         },
         "base_sources": {

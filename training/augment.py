@@ -111,9 +111,11 @@ class Counterfactuals:
         return out, labels, made_negations
 
 
-def polar_tokens(ids: list[list[int]], labels: list[int], sources: list[str]) -> dict[int, int]:
+def polar_tokens(
+    ids: list[list[int]], labels: list[int], sources: list[str], in_sources: int = POLAR_SOURCES
+) -> dict[int, int]:
     """Token -> the label whose texts use it at least e^POLAR_LOG_ODDS times as often as the other label's
-    (per text, smoothed), in at least POLAR_SOURCES sources and the other way in none."""
+    (per text, smoothed), in at least ``in_sources`` sources and the other way in none."""
     signs: dict[int, list[int]] = {}
     for source in sorted(set(sources)):
         rows = [i for i, s in enumerate(sources) if s == source and labels[i] in (0, 1)]
@@ -127,4 +129,4 @@ def polar_tokens(ids: list[list[int]], labels: list[int], sources: list[str]) ->
                 log_odds = math.log((n1 + 1) / (texts[1] + 2)) - math.log((n0 + 1) / (texts[0] + 2))
                 if abs(log_odds) >= POLAR_LOG_ODDS:
                     signs.setdefault(token, []).append(int(log_odds > 0))
-    return {t: v[0] for t, v in signs.items() if len(v) >= POLAR_SOURCES and len(set(v)) == 1}
+    return {t: v[0] for t, v in signs.items() if len(v) >= in_sources and len(set(v)) == 1}

@@ -25,22 +25,26 @@ from training.export import INVARIANCE_TOLERANCE, OPSET, PARITY_TOLERANCE, Verif
 from training.sources import describe_sources
 from training.tokenizer import describe_tokenizer
 from training.vectors import describe_glove
+from training.wordlist import describe_word_lists
 
 # What each step of the shipped recipe bought: rows measured by separate runs (docs/model.md), carried into
 # the card of a model trained on the packaged sources.
 RECIPE_STEPS = Path(__file__).resolve().parent / "recipe_steps.json"
 
 
-def provenance(data: dict[str, Any]) -> str:
+def provenance(data: dict[str, Any], word_prior: bool = False) -> str:
     spec = data["spec"]
     if spec.get("kind") == "file":
         return f"the labelled file {data['source']}"
     names = ", ".join(spec["sources"].split(","))
+    inside = " and each token's value on it is an input of the network (a frozen column)" if word_prior else ""
     return (
         f"Learned from the labelled sources {names} (each a file inside a PyPI package, listed under sources "
-        "with its package, version, licence and sha256; installed by the training extra, nothing downloaded at "
-        "run time) and, for the embedding, the general-English word vectors listed under vectors. No sentiment "
-        "lexicon and no pretrained network was used."
+        "with its package, version, licence and sha256; installed by the training command, nothing downloaded "
+        "at run time) and, for the embedding, the general-English word vectors listed under vectors. The opinion "
+        "word list listed under word_list (AFINN, Finn Årup Nielsen, Open Database License 1.0; this model is a "
+        "Produced Work of that database) decided which sentences carry an opinion (training.evidence)"
+        f"{inside}. No pretrained network was used."
     )
 
 
@@ -64,9 +68,10 @@ def build_card(
     max_tokens = run["train_config"]["max_tokens"]
     training = {**run["train_config"], **run.get("training", {}), "history": history}
     training["pretraining_history"] = run.get("pretraining", [])
-    data = {**run["data"], "provenance": provenance(run["data"])}
+    data = {**run["data"], "provenance": provenance(run["data"], bool(run["model_config"].get("word_prior")))}
     if data["spec"].get("kind") in ("sources", "movie-reviews"):
         data["sources"] = describe_sources(tuple(data["spec"]["sources"].split(",")))
+        data["word_list"] = describe_word_lists()
         training["recipe_steps"] = json.loads(RECIPE_STEPS.read_text())  # measured, for the shipped recipe
     if run["model_config"].get("vector_dim"):
         data["vectors"] = describe_glove()
@@ -121,11 +126,15 @@ def card_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
             kept["before_temperature"] = {k: v for k, v in kept["before_temperature"].items() if k != "calibration"}
         return kept
 
+    registers: dict[str, Any] = {
+        k: evaluation[k] for k in ("word_list_rule", "cross_register", "source_leak") if k in evaluation
+    }
     return {
         **trim(evaluation["overall"]),
         "by_source": {k: trim(v) for k, v in evaluation.get("by_source", {}).items()},
         "by_slice": evaluation.get("by_slice", {}),
         "by_length": evaluation["by_length"],
+        **registers,
     }
 
 
@@ -153,19 +162,26 @@ def adapted_card(
     data: Path,
     split: Split,
     config: Any,
+    labels: tuple[str, ...],
 ) -> ModelCard:
-    """The card of an adapted model (metrics and the side-by-side figures come after evaluation)."""
+    """The card of an adapted model answering ``labels`` (metrics and the side-by-side figures come after
+    evaluation)."""
     return ModelCard(
         name=name,
         version=version,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        labels=list(base.labels),
+        labels=list(labels),
         max_tokens=base.max_tokens,
         truncation=base.truncation,
         tokenizer=base.tokenizer,
         inputs=base.inputs,
         outputs=base.outputs,
-        architecture={**base.architecture, "vector_dim": 0, "embedding": "the base's table, fine-tuned"},
+        architecture={
+            **base.architecture,
+            "vector_dim": 0,
+            "num_classes": len(labels),
+            "embedding": "the base's table, fine-tuned",
+        },
         training={"adapt": asdict(config), "history": history},
         data={
             "source": str(data),

@@ -37,6 +37,11 @@ class TrainConfig:
     source_balance: float = option(
         0.0, "weigh each text by (its source's size)^-SOURCE_BALANCE, renormalised (0: every text the same)"
     )
+    class_balance: float = option(
+        0.0,
+        "weigh each text by (its class's share of its source)^-CLASS_BALANCE within its source, which keeps its "
+        "total weight (1: every class of a source weighs the same; 0: every text does)",
+    )
     adversarial_eps: float = option(0.5, "adversarial embedding perturbation per token (0: off; doubles a step's cost)")
     pretrain_epochs: int = option(0, "language-model pretraining epochs on the training texts (0: off)")
     pretrain_learning_rate: float = option(2e-3, "language-model pretraining learning rate")

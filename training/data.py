@@ -50,6 +50,11 @@ class Dataset:
     # Per source, what its labels say: "full" or "polarity" (training.sources.Source.supervision); a source
     # not named here (a user's file) is "full".
     supervision: dict[str, str] = field(default_factory=dict)
+    # Per review source, evidence-labelled sentences per label to cut from its training reviews
+    # (training.evidence.with_sentences), and the polar sources' polar words that evidence reads.
+    sentence_sources: dict[str, int] = field(default_factory=dict)
+    polar_words: frozenset[str] = frozenset()
+    sentence_gates: dict[str, str] = field(default_factory=dict)  # per review source: training.evidence.Sure's model
 
 
 @dataclass

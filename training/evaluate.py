@@ -164,11 +164,16 @@ def uncalibrated(probs: FloatArray, temperature: npt.NDArray[np.float64]) -> Flo
 
 
 def evaluate_examples(
-    predictor: Predictor, labels: tuple[str, ...], examples: list[Example], calibration: dict[str, Any] | None = None
+    predictor: Predictor,
+    labels: tuple[str, ...],
+    examples: list[Example],
+    calibration: dict[str, Any] | None = None,
+    scored: tuple[FloatArray, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Metrics overall, per source and per length bucket; with a temperature, calibration before and after."""
+    """Metrics overall, per source and per length bucket; with a temperature, calibration before and after
+    (``scored``: the examples' probabilities and token counts, when already scored)."""
     started = time.perf_counter()
-    probs, tokens = score(predictor, examples)
+    probs, tokens = scored or score(predictor, examples)
     seconds = time.perf_counter() - started
     truth = np.array([ex.label for ex in examples])
     temperature = temperatures(calibration, tokens) if calibration else None

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 EMBEDDING = "embedding"  # the graph's (V, E) float16 table
+WORD_PRIOR, PRIOR_DIRECTION = "word_prior", "prior_direction"  # (V,) float32 column and (E,) direction
 PARITY_TOLERANCE = 1e-4
 INVARIANCE_TOLERANCE = 1e-5
 
@@ -73,7 +74,8 @@ def as_served(model: BiLSTMClassifier) -> BiLSTMClassifier:
     """A copy of ``model`` that computes exactly what the exported graph does: its embedding one plain
     table, rounded to float16 as the graph stores it (the reference for the parity proof)."""
     served = BiLSTMClassifier(replace(model.config, vector_dim=0))
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.")}
+    kept = ("embedding.prior", "embedding.prior_direction")  # the word prior stays as it is (float32)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embedding.") or k in kept}
     rounded = torch.from_numpy(embedding_table(model).astype(np.float16).astype(np.float32))
     served.load_state_dict({**state, "embedding.residual.weight": rounded})
     served.temperature_log_scale = model.temperature_log_scale
@@ -117,12 +119,14 @@ def _encoder_nodes(model: BiLSTMClassifier, const: _Constants) -> list[onnx.Node
     """input_ids, lengths -> ``states`` (B, T, 2H): embedding, then each bidirectional LSTM layer over
     exactly each text's first ``lengths`` steps (``sequence_lens``)."""
     table = embedding_table(model).astype(np.float16)  # (V, E), stored at half the bytes
+    embedded = "embedded_all" if model.config.word_prior else "embedded"
     nodes = [
         helper.make_node("Max", [LENGTHS, const("one", np.array(1, np.int64))], ["lengths_min1"]),
         helper.make_node("Cast", ["lengths_min1"], ["seq_lens"], to=TensorProto.INT32),
         helper.make_node("Gather", [const(EMBEDDING, table), INPUT_IDS], ["embedded16"]),  # (B, T, E) float16
         helper.make_node("Cast", ["embedded16"], ["embedded"], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", ["embedded"], ["x0"], perm=[1, 0, 2]),  # (T, B, E)
+        *(_prior_nodes(model, const) if model.config.word_prior else []),
+        helper.make_node("Transpose", [embedded], ["x0"], perm=[1, 0, 2]),  # (T, B, E)
     ]
     x = "x0"
     for layer in range(model.config.num_layers):
@@ -138,6 +142,19 @@ def _encoder_nodes(model: BiLSTMClassifier, const: _Constants) -> list[onnx.Node
         ]
         x = f"x{layer + 1}"
     return [*nodes, helper.make_node("Transpose", [x], ["states"], perm=[1, 0, 2])]  # (B, T, 2H)
+
+
+def _prior_nodes(model: BiLSTMClassifier, const: _Constants) -> list[onnx.NodeProto]:
+    """embedded (B, T, E) -> ``embedded_all``: plus each token's word-list value (the frozen (V,) column,
+    stored in float32 as training holds it) times the learned direction (E,)."""
+    prior = model.embedding.prior.detach().cpu().numpy().astype(np.float32)
+    direction = model.embedding.prior_direction.detach().cpu().numpy().astype(np.float32)
+    return [
+        helper.make_node("Gather", [const(WORD_PRIOR, prior), INPUT_IDS], ["prior_values"]),  # (B, T)
+        helper.make_node("Unsqueeze", ["prior_values", const("axes_last", np.array([2], np.int64))], ["prior3"]),
+        helper.make_node("Mul", ["prior3", const(PRIOR_DIRECTION, direction)], ["prior_part"]),  # (B, T, E)
+        helper.make_node("Add", ["embedded", "prior_part"], ["embedded_all"]),
+    ]
 
 
 def _pooling_nodes(const: _Constants, hidden: int, ends: bool) -> list[onnx.NodeProto]:
@@ -351,13 +368,17 @@ def model_from_onnx(path: Path) -> BiLSTMClassifier:
     vocab, dim = weights[EMBEDDING].shape
     hidden = weights["R0"].shape[-1]
     ends = weights["head_w"].shape[1] == 6 * hidden
-    config = ModelConfig(vocab, weights["head_b"].shape[0], dim, hidden, layers, ends=ends)
+    prior = WORD_PRIOR in weights
+    config = ModelConfig(vocab, weights["head_b"].shape[0], dim, hidden, layers, ends=ends, word_prior=prior)
     model = BiLSTMClassifier(config)
     state = {
         "embedding.residual.weight": weights[EMBEDDING],
         "head.weight": weights["head_w"],
         "head.bias": weights["head_b"],
     }
+    if prior:
+        state["embedding.prior"] = weights[WORD_PRIOR]
+        state["embedding.prior_direction"] = weights[PRIOR_DIRECTION]
     back = [int(g) for g in np.argsort(_TORCH_TO_ONNX_GATES)]  # ONNX gate order -> PyTorch's
     for layer in range(layers):
         w, r, b = weights[f"W{layer}"], weights[f"R{layer}"], weights[f"B{layer}"]

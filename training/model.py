@@ -49,6 +49,11 @@ class ModelConfig:
     num_layers: int = option(1, "stacked bidirectional LSTM layers")
     dropout: float = option(0.5, "on embeddings and pooled features (and between LSTM layers)")
     vector_dim: int = option(0, "dimensions of the frozen word vectors (set from them; 0: none)", cli=False)
+    word_prior: bool = option(
+        False,
+        "read each token's opinion-word-list value (training.wordlist, frozen) beside its vector, through a "
+        "learned direction of the embedding space",
+    )
     ends: bool = option(
         False,
         "also pool each direction's final state (order-aware: the forward state at the "
@@ -60,37 +65,50 @@ class ModelConfig:
 
 
 class TokenEmbedding(nn.Module):
-    """Token ids (B, T) -> (B, T, E): ``residual[id] + projection(vectors[id])`` with ``vectors`` frozen."""
+    """Token ids (B, T) -> (B, T, E): ``residual[id] + projection(vectors[id])`` with ``vectors`` frozen,
+    plus ``prior[id] * prior_direction`` with ``prior`` (V,) frozen when the word prior is on: a word of the
+    opinion word list carries its sign even where no training text used it."""
 
     vectors: torch.Tensor
+    prior: torch.Tensor
 
-    def __init__(self, vocab_size: int, dim: int, vector_dim: int) -> None:
+    def __init__(self, vocab_size: int, dim: int, vector_dim: int, word_prior: bool = False) -> None:
         super().__init__()
         self.residual = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
-        self.vector_dim = vector_dim
+        self.vector_dim, self.word_prior = vector_dim, word_prior
         if vector_dim:
             self.register_buffer("vectors", torch.zeros(vocab_size, vector_dim))
             self.projection = nn.Linear(vector_dim, dim, bias=False)
             nn.init.zeros_(self.residual.weight)
             # about the norm of a unit-normal E-dimensional embedding for a typical GloVe vector (norm ~5)
             nn.init.normal_(self.projection.weight, std=0.15)
+        if word_prior:
+            self.register_buffer("prior", torch.zeros(vocab_size))  # values in [-1, 1]; 0 off the list
+            self.prior_direction = nn.Parameter(torch.randn(dim))  # (E,): a value of 1 moves a word this far
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.learned(ids)
+        if self.word_prior:
+            out = out + self.prior[ids][..., None] * self.prior_direction  # (B, T, E)
+        return out
+
+    def learned(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embedding without the word prior: residual plus projected vector."""
         out: torch.Tensor = self.residual(ids)
         if self.vector_dim:
             out = out + self.projection(nn.functional.embedding(ids, self.vectors))
         return out
 
     def table(self) -> torch.Tensor:
-        """The (V, E) table this embedding amounts to (what the exported graph gathers from)."""
-        return self.forward(torch.arange(self.residual.num_embeddings, device=self.residual.weight.device))
+        """The (V, E) table of ``learned`` (what the exported graph gathers from; the prior is its own column)."""
+        return self.learned(torch.arange(self.residual.num_embeddings, device=self.residual.weight.device))
 
 
 class BiLSTMClassifier(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding = TokenEmbedding(config.vocab_size, config.embedding_dim, config.vector_dim)
+        self.embedding = TokenEmbedding(config.vocab_size, config.embedding_dim, config.vector_dim, config.word_prior)
         self.lstm = nn.LSTM(
             config.embedding_dim,
             config.hidden_size,

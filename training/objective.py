@@ -16,6 +16,7 @@ With labels that have no neutral (a user's binary file) every kind is plain cros
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
@@ -104,9 +105,23 @@ def adversarial_loss(
     return loss + loss_at(embedded + (scale * grad / norm).detach())
 
 
-def source_weights(sources: list[str], power: float = 1.0) -> torch.Tensor:
+def source_weights(
+    sources: list[str], power: float = 1.0, labels: list[int] | None = None, class_power: float = 1.0
+) -> torch.Tensor:
     """Per text: (its source's size)^-power, scaled to a mean of 1. ``power`` 1: every source weighs the
-    same in a mean; 0: every text does; between: the larger sources count for less than their size."""
-    counts = {s: sources.count(s) for s in set(sources)}
+    same in a mean; 0: every text does; between: the larger sources count for less than their size.
+
+    With ``labels``, a text also weighs (its class's share of its source)^-class_power, renormalised within
+    the source so that the source keeps its total weight; at ``class_power`` 1 every class of a source weighs
+    the same: a source that is mostly negative (complaint tweets) is then no evidence of "negative"."""
+    counts = Counter(sources)
     weights = torch.tensor([float(counts[s]) ** -power for s in sources])
+    if labels is not None and class_power:
+        by_class = Counter(zip(sources, labels, strict=True))
+        raw = [(by_class[s, y] / counts[s]) ** -class_power for s, y in zip(sources, labels, strict=True)]
+        total: Counter[str] = Counter()
+        for s, w in zip(sources, raw, strict=True):
+            total[s] += w
+        balance = [w * counts[s] / total[s] for s, w in zip(sources, raw, strict=True)]
+        weights = weights * torch.tensor(balance)
     return weights * len(weights) / weights.sum()

