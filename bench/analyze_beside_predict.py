@@ -2,9 +2,10 @@
 another commit's in one run (docs/performance.md).
 
 16 wrk connections send /predict bodies (one IMDB test review each) for ``--duration`` seconds, first alone,
-then while 3 clients post, one after another, /analyze requests of 32 documents of about 99,000 characters
-(IMDB reviews joined, about 1,000 sentences in all). Every /analyze answer's status is counted (200 or 429
-expected; a 429 is retried after its Retry-After). Each tree gets a fresh server.
+then while 3 clients post, one after another, the largest /analyze requests the defaults take: 32
+documents of 99,000 characters in 31 sentences each (992 sentences, each cut to its last 800 tokens).
+Every /analyze answer's status is counted (200 or 429 expected; a 429 is retried after its Retry-After).
+Each tree gets a fresh server.
 
     python -m bench.analyze_beside_predict [--before 7c072a1] [--duration 20]
 """
@@ -29,20 +30,23 @@ from model_runtime.contract import SHIPPED_MODEL_DIR
 from training.data import split_dataset
 from training.sources import load_sources
 
-CLIENTS, ANALYZE_CLIENTS, DOCUMENTS, DOCUMENT_CHARS = 16, 3, 32, 99_000
+CLIENTS, ANALYZE_CLIENTS, DOCUMENTS, DOCUMENT_CHARS, SENTENCES = 16, 3, 32, 99_000, 31
 
 
 def bodies(folder: Path) -> tuple[Path, dict[str, Any]]:
     reviews = [ex.text for ex in split_dataset(load_sources(("imdb",))).test]
     predict = folder / "predict.jsonl"
     predict.write_text("".join(json.dumps({"text": r}) + "\n" for r in reviews))
-    documents, position = [], 0
+    # The largest request the defaults take: 32 documents of 99,000 characters in 31 sentences each (992 in
+    # all, under SENTIMENT_MAX_SENTENCES), review text whose own sentence ends are commas.
+    text = " ".join(r.replace("<br />", " ").replace(".", ",").replace("!", ",").replace("?", ",") for r in reviews)
+    length, documents, position = DOCUMENT_CHARS // SENTENCES, [], 0
     for _ in range(DOCUMENTS):
-        parts: list[str] = []
-        while sum(map(len, parts)) < DOCUMENT_CHARS:
-            parts.append(reviews[position % len(reviews)].replace("<br />", " "))
-            position += 1
-        documents.append(" ".join(parts)[:DOCUMENT_CHARS])
+        sentences = []
+        for _ in range(SENTENCES):
+            sentences.append(text[position : position + length - 2].strip() + ".")
+            position += length
+        documents.append(" ".join(sentences))
     return predict, {"documents": documents}
 
 

@@ -12,7 +12,9 @@ default lane (``/predict``'s small requests) first, then each further lane (``La
 queue one behind the other, so a 1,000-sentence document is worked off a slice per batch while the first
 lane's requests keep going first. A lane with ``share`` set is owed that much of a batch whenever it has
 work waiting, so it is never starved either; one with ``spare_only`` runs only when the lanes before it
-have nothing queued (work that may wait: it takes spare capacity, never a share).
+have nothing queued (work that may wait: it takes spare capacity, never a share). A lane may bound its
+slices' cost (``slice_cost``: a batch then holds one such slice of it) and the batches holding its texts
+that run at once (``max_running``), so that the other workers stay free for the first lane.
 
 A lane is bounded by the work it holds, queued or running: ``admit`` refuses a request whose cost would
 take it past ``budget()`` tokens (the engine sets that to the measured rate times the longest wait it
@@ -31,7 +33,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +66,9 @@ class Lane:
     budget: CostBudget
     slice_texts: int  # a request is cut into slices of at most this many texts, queued one behind the other
     per_batch: int  # at most this many of its texts in one batch
+    slice_cost: float = float("inf")  # and of at most this cost (tokens; one text at least), with per-text costs;
+    # a batch takes at most this much of the lane's cost, one slice at least
+    max_running: int = 0  # at most this many batches holding its texts run at once (0: no limit)
     share: float = 0.0  # of a batch's texts owed to this lane while it has work waiting (0: whatever is left)
     spare_only: bool = False  # runs only when the lanes before it have nothing queued
 
@@ -110,6 +115,7 @@ class Batcher(Generic[In, Tag, Item]):
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
         self._free_workers = asyncio.Semaphore(workers)
         self._running: set[asyncio.Task[None]] = set()
+        self._lane_batches: Counter[str] = Counter()  # running batches holding each lane's texts
 
     @property
     def depth(self) -> int:
@@ -129,15 +135,17 @@ class Batcher(Generic[In, Tag, Item]):
             raise NotAcceptingError
         self.lanes[lane].budget.check(cost, texts)
 
-    async def submit(self, texts: list[In], cost: float, lane: str = DEFAULT_LANE) -> tuple[Tag, list[Item]]:
+    async def submit(
+        self, texts: list[In], cost: float, lane: str = DEFAULT_LANE, costs: list[float] | None = None
+    ) -> tuple[Tag, list[Item]]:
         """Results for ``texts`` in order, with the tag of what ran them (the last slice's, for a request cut
-        into slices). Cancelling the caller withdraws whatever of it is still queued."""
+        into slices). ``costs``: each text's, when known (slices are then bounded by cost too). Cancelling the
+        caller withdraws whatever of it is still queued."""
         self.admit(cost, len(texts), lane)
-        size = self.lanes[lane].slice_texts
         loop = asyncio.get_running_loop()
+        each = costs if costs is not None else [cost / len(texts)] * len(texts)
         entries: list[_Entry[In, Tag, Item]] = [
-            _Entry(texts[i : i + size], cost * len(texts[i : i + size]) / len(texts), loop.create_future(), lane)
-            for i in range(0, len(texts), size)
+            _Entry(texts[a:b], sum(each[a:b]), loop.create_future(), lane) for a, b in self._slices(each, lane)
         ]
         for entry in entries:
             self._queues[lane].append(entry)
@@ -161,6 +169,16 @@ class Batcher(Generic[In, Tag, Item]):
                     self._queues[lane].remove(entry)
                     self._add(lane, -entry.cost, -len(entry.texts))
 
+    def _slices(self, costs: list[float], lane: str) -> list[tuple[int, int]]:
+        """(start, end) of each slice: at most the lane's slice_texts texts and slice_cost, one text at least."""
+        limits, out, start, total = self.lanes[lane], [], 0, 0.0
+        for i, cost in enumerate(costs):
+            if i > start and (i - start >= limits.slice_texts or total + cost > limits.slice_cost):
+                out.append((start, i))
+                start, total = i, 0.0
+            total += cost
+        return [*out, (start, len(costs))]
+
     def _add(self, lane: str, cost: float, texts: int) -> None:
         budget = self.lanes[lane].budget
         budget.cost += cost
@@ -178,13 +196,13 @@ class Batcher(Generic[In, Tag, Item]):
         waiting = [bool(self._queues[n]) for n in names]  # before this batch takes anything
         for position, name in enumerate(names):
             lane, queue = self.lanes[name], self._queues[name]
-            if lane.spare_only and any(waiting[:position]):
+            if (lane.spare_only and any(waiting[:position])) or self._busy(name):
                 continue
-            owed = sum(self._owed(n) for n in names[position + 1 :] if self._queues[n])
-            room = min(self._max_batch - owed, lane.per_batch + size)
+            owed = sum(self._owed(n) for n in names[position + 1 :] if self._queues[n] and not self._busy(n))
+            room, cost = min(self._max_batch - owed, lane.per_batch + size), 0.0
             while queue:
                 entry = queue[0]
-                if batch and size + len(entry.texts) > room:
+                if (batch and size + len(entry.texts) > room) or (cost and cost + entry.cost > lane.slice_cost):
                     break
                 queue.popleft()
                 self._add(name, 0.0, -len(entry.texts))
@@ -192,8 +210,13 @@ class Batcher(Generic[In, Tag, Item]):
                     self._release([entry])
                     continue
                 batch.append(entry)
-                size += len(entry.texts)
+                size, cost = size + len(entry.texts), cost + entry.cost
         return batch
+
+    def _busy(self, name: str) -> bool:
+        """Whether the lane already has as many batches running as it may."""
+        limit = self.lanes[name].max_running
+        return bool(limit) and self._lane_batches[name] >= limit
 
     def _owed(self, name: str) -> int:
         """The texts of a batch owed to a waiting lane: its share, and at least one of its slices."""
@@ -223,7 +246,11 @@ class Batcher(Generic[In, Tag, Item]):
             batch = self._take_batch()
             if not batch:
                 self._free_workers.release()
+                if self._queued:  # what waits is on a lane at its limit of running batches: wait for one to end
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
                 continue
+            self._lane_batches.update({entry.lane for entry in batch})
             task = asyncio.get_running_loop().create_task(self._run_batch(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -255,7 +282,9 @@ class Batcher(Generic[In, Tag, Item]):
                 offset += len(entry.texts)
         finally:
             self._release(batch)
+            self._lane_batches.subtract({entry.lane for entry in batch})
             self._free_workers.release()
+            self._wakeup.set()  # a lane at its limit may run again
 
     async def drain(self) -> None:
         """Refuse new work, finish everything already queued and running, then stop the consumer."""

@@ -37,10 +37,12 @@ log = logging.getLogger("service")
 GPU_INFERENCE_WORKERS = 2
 # /analyze's lane: a document's sentences go in slices of DOCUMENT_SLICE texts, at most DOCUMENT_PER_BATCH of
 # them in one batch, and DOCUMENT_SHARE of a batch is theirs while they wait (the rest goes to /predict first).
-DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE = 32, 64, 0.25
+# A slice is also at most DOCUMENT_SLICE_TOKENS (the estimate admission uses): a batch that holds one stays short;
+# one batch holding document slices runs at a time, so that the other workers serve /predict.
+DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE, DOCUMENT_SLICE_TOKENS = 32, 32, 0.25, 1024.0
 # Jobs' lane: slices of JOB_SLICE texts, a batch of its own only when no live request waits (spare capacity),
 # so that a live request waits at most for one such short batch to end.
-JOB_SLICE = 8
+JOB_SLICE, JOB_SLICE_TOKENS = 8, 2048.0
 # Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
 # hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
 EXPLAIN_YIELD_S = 0.002
@@ -158,8 +160,15 @@ class Engine:
         )
         jobs = CostBudget(lambda: float("inf"), lambda: rate.value, s.max_queue)  # the job runner bounds its own work
         lanes = {
-            "analyze": Lane(documents, DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE),
-            "jobs": Lane(jobs, JOB_SLICE, JOB_SLICE, spare_only=True),
+            "analyze": Lane(
+                documents,
+                slice_texts=DOCUMENT_SLICE,
+                per_batch=DOCUMENT_PER_BATCH,
+                share=DOCUMENT_SHARE,
+                slice_cost=DOCUMENT_SLICE_TOKENS,
+                max_running=1,
+            ),
+            "jobs": Lane(jobs, JOB_SLICE, JOB_SLICE, slice_cost=JOB_SLICE_TOKENS, spare_only=True),
         }
         self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers, lanes)
         self._batcher.start()
@@ -210,8 +219,8 @@ class Engine:
         slices that give way to /predict's requests; "jobs": in slices that run only when no other lane waits)."""
         if not texts:
             return self.model, []
-        cost = sum(map(self.require_ready().text_cost, texts))
-        return await self.batcher.submit([(text, languages) for text in texts], cost, lane)
+        costs = list(map(self.require_ready().text_cost, texts))
+        return await self.batcher.submit([(text, languages) for text in texts], sum(costs), lane, costs)
 
     def language(self, text: str) -> Language:
         """The language ``text`` appears to be in, and whether the model in service supports it."""

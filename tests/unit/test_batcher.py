@@ -277,3 +277,29 @@ def test_a_spare_only_lane_runs_only_when_the_lanes_before_it_have_nothing_queue
         await batcher.drain()
 
     run(scenario)
+
+
+def test_a_lane_at_its_limit_of_running_batches_waits_while_the_others_run() -> None:
+    """A document lane that may have one batch running at a time, on two workers: while its batch runs, the
+    other worker still takes the first lane's requests; its next slice runs once the first has ended."""
+
+    async def scenario() -> None:
+        model = GatedModel()
+        documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+        lanes = {"analyze": Lane(documents, slice_texts=1, per_batch=1, slice_cost=1.0, max_running=1)}
+        batcher: Batcher[str, str, str] = Batcher(
+            model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=2, lanes=lanes
+        )
+        batcher.start()
+        big = asyncio.ensure_future(batcher.submit(["d0", "d1"], 2.0, "analyze", costs=[1.0, 1.0]))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["d0"] runs on one worker
+        live = asyncio.ensure_future(batcher.submit(["p0"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["p0"] on the other, d1 waits
+        assert model.batches == [["d0"], ["p0"]]
+        model.release.set()
+        assert await live == ("batch2", ["P0"])
+        assert (await big)[1] == ["D0", "D1"]
+        assert model.batches[2] == ["d1"]
+        await batcher.drain()
+
+    run(scenario)
