@@ -78,10 +78,8 @@ def wait(base: str, job_id: str, done: float = 1.0) -> dict[str, Any]:
     while True:
         info = job(base, job_id)
         rows = info["rows"]
-        if (
-            info["state"] in ("succeeded", "failed", "cancelled")
-            or rows["done"] + rows["failed"] >= done * rows["total"]
-        ):
+        finished = info["state"] in ("succeeded", "failed", "cancelled")
+        if finished or (done < 1 and rows["done"] + rows["failed"] >= done * rows["total"]):
             return info
         time.sleep(0.5)
 

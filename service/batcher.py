@@ -57,6 +57,7 @@ class InferenceError(Exception):
 
 
 DEFAULT_LANE = "predict"
+LIVE_WINDOW_S = 1.0  # a spare-only lane takes every worker only when the other lanes have been idle this long
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Lane:
     # a batch takes at most this much of the lane's cost, one slice at least
     max_running: int = 0  # at most this many batches holding its texts run at once (0: no limit)
     share: float = 0.0  # of a batch's texts owed to this lane while it has work waiting (0: whatever is left)
-    spare_only: bool = False  # runs only when the lanes before it have nothing queued
+    spare_only: bool = False  # runs only when the lanes before it have nothing queued, and while they have had
+    # work in the last LIVE_WINDOW_S only when no batch is running at all (every worker when they are idle)
 
 
 @dataclass(eq=False)
@@ -116,6 +118,7 @@ class Batcher(Generic[In, Tag, Item]):
         self._free_workers = asyncio.Semaphore(workers)
         self._running: set[asyncio.Task[None]] = set()
         self._lane_batches: Counter[str] = Counter()  # running batches holding each lane's texts
+        self._last_live = -LIVE_WINDOW_S  # when a request last came on a lane that is not spare-only
 
     @property
     def depth(self) -> int:
@@ -142,6 +145,8 @@ class Batcher(Generic[In, Tag, Item]):
         into slices). ``costs``: each text's, when known (slices are then bounded by cost too). Cancelling the
         caller withdraws whatever of it is still queued."""
         self.admit(cost, len(texts), lane)
+        if not self.lanes[lane].spare_only:
+            self._last_live = time.perf_counter()
         loop = asyncio.get_running_loop()
         each = costs if costs is not None else [cost / len(texts)] * len(texts)
         entries: list[_Entry[In, Tag, Item]] = [
@@ -214,9 +219,13 @@ class Batcher(Generic[In, Tag, Item]):
         return batch
 
     def _busy(self, name: str) -> bool:
-        """Whether the lane already has as many batches running as it may."""
-        limit = self.lanes[name].max_running
-        return bool(limit) and self._lane_batches[name] >= limit
+        """Whether the lane already has as many batches running as it may (a spare-only lane: one, while the
+        other lanes have had work lately)."""
+        lane = self.lanes[name]
+        if lane.spare_only and time.perf_counter() - self._last_live < LIVE_WINDOW_S:
+            # while live work keeps coming, spare work runs only on a worker that nothing else is using
+            return any(n for n in self._lane_batches.values())
+        return bool(lane.max_running) and self._lane_batches[name] >= lane.max_running
 
     def _owed(self, name: str) -> int:
         """The texts of a batch owed to a waiting lane: its share, and at least one of its slices."""

@@ -40,9 +40,9 @@ GPU_INFERENCE_WORKERS = 2
 # A slice is also at most DOCUMENT_SLICE_TOKENS (the estimate admission uses): a batch that holds one stays short;
 # one batch holding document slices runs at a time, so that the other workers serve /predict.
 DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE, DOCUMENT_SLICE_TOKENS = 32, 32, 0.25, 1024.0
-# Jobs' lane: slices of JOB_SLICE texts, a batch of its own only when no live request waits (spare capacity),
-# so that a live request waits at most for one such short batch to end.
-JOB_SLICE, JOB_SLICE_TOKENS = 8, 2048.0
+# Jobs' lane: slices of JOB_SLICE texts and JOB_SLICE_TOKENS, a batch of its own only when no live request waits
+# (spare capacity), and on one worker at a time while live requests keep coming (the batcher's LIVE_WINDOW_S).
+JOB_SLICE, JOB_SLICE_TOKENS = 32, 8192.0
 # Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
 # hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
 EXPLAIN_YIELD_S = 0.002
