@@ -155,8 +155,10 @@ class Engine:
         queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
         # Documents are worked off at their share of the rate while /predict is busy: the wait they are told
         # (Retry-After) and the work they may queue follow from it.
-        documents = CostBudget(
-            lambda: rate.value * DOCUMENT_SHARE * s.max_queue_seconds, lambda: rate.value * DOCUMENT_SHARE, s.max_queue
+        documents = CostBudget(  # a full /analyze (SENTIMENT_MAX_SENTENCES) always fits its texts' cap
+            lambda: rate.value * DOCUMENT_SHARE * s.max_queue_seconds,
+            lambda: rate.value * DOCUMENT_SHARE,
+            max(s.max_queue, s.max_sentences),
         )
         jobs = CostBudget(lambda: float("inf"), lambda: rate.value, s.max_queue)  # the job runner bounds its own work
         lanes = {

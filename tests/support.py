@@ -68,7 +68,8 @@ TINY_CONFIG = TrainConfig(
     max_tokens=160,
     seed=7,
     learning_rate=8e-3,
-    model=ModelConfig(embedding_dim=32, hidden_size=24, num_layers=1, dropout=0.2),
+    class_balance=1.0,
+    model=ModelConfig(embedding_dim=32, hidden_size=24, num_layers=1, dropout=0.2, word_prior=True),
     pretrain_epochs=1,  # the shipped recipe does not pretrain; one epoch keeps the option tested
 )
 

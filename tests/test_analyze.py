@@ -149,6 +149,13 @@ def test_refuse_mode_refuses_unsupported_texts_on_every_protocol(make_client: Ca
             "text[0]: appears to be in language 'de'"
         )
         assert client.post("/explain", json={"text": GERMAN}).status_code == 422
+        french = "Le service était très lent et le personnel vraiment désagréable ce soir."
+        every = client.post("/predict", json={"texts": [GERMAN, "Loved the film.", french]}).json()["error"]
+        assert [d["field"] for d in every["details"]] == ["texts[0]", "texts[2]"]  # every foreign text, named
+        assert "texts[0]: appears to be in language 'de'" in every["message"] and "'fr'" in every["message"]
+        infer = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": [GERMAN, french]}]}
+        both = client.post("/v2/models/tiny-bilstm/infer", json=infer).json()["error"]
+        assert "text[0]:" in both and "text[1]:" in both
         results = client.post("/analyze", json={"documents": [GERMAN, "Loved the film.", "ok"]}).json()["documents"]
         assert results[0]["error"]["code"] == "unsupported_language" and results[0]["language"]["code"] == "de"
         assert "sentences" in results[1] and "sentences" in results[2]  # "ok": too short to tell, scored

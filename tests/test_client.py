@@ -28,8 +28,8 @@ TEXTS = [f"Review {i}: " + ("a wonderful, moving film" if i % 2 else "a dull, te
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir: Path) -> Iterator[str]:
-    """Small request batches (4 texts), a queue of one request and one inference thread, so splitting and
-    429s are easy to reach."""
+    """Small request batches (4 texts), a queue of one request, one inference thread and 100 sentences per
+    /analyze, so splitting and 429s are easy to reach."""
     base, process = launch(
         tiny_model_dir,
         SENTIMENT_MAX_CLIENT_BATCH="4",
@@ -37,6 +37,7 @@ def server(tiny_model_dir: Path) -> Iterator[str]:
         SENTIMENT_INFERENCE_WORKERS="1",
         SENTIMENT_API_KEY="s3cret",
         SENTIMENT_MAX_EXPLAIN_TEXTS="2",
+        SENTIMENT_MAX_SENTENCES="100",
     )
     yield base
     stop_server(process)
@@ -82,6 +83,23 @@ def test_analyze_reads_documents_sentence_by_sentence_sync_and_async(server: str
     assert got[0].label in ("negative", "neutral", "positive", "mixed") and got[0].error is None
     assert got[1].error is not None and got[1].error.code == "empty_document" and got[1].sentences == []
     assert got[2].language == Language("de", False)
+
+
+def test_analyze_splits_by_the_published_sentence_limit(server: str) -> None:
+    """More sentences than one /analyze takes (the server's max_sentences) go in as many requests as needed,
+    sync and async, and every document comes back in order."""
+    documents = [" ".join(f"Sentence {j} of review {i} was fine." for j in range(40)) for i in range(12)]
+
+    async def run() -> list[Document]:
+        async with AsyncSentimentClient(server, api_key="s3cret") as client:
+            return await client.analyze(documents)
+
+    with SentimentClient(server, api_key="s3cret") as client:
+        assert client.limits()["max_sentences"] * 2 < 12 * 40  # one request could not hold them
+        got = client.analyze(documents)
+    assert asyncio.run(run()) == got
+    assert [d.index for d in got] == list(range(12))
+    assert all(d.error is None and len(d.sentences) == 40 for d in got)
 
 
 def test_errors_are_typed_and_carry_the_server_message(server: str) -> None:

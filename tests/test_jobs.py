@@ -226,3 +226,27 @@ def test_a_cancelled_job_stops_and_its_files_are_deleted(server: str, tmp_path: 
             list(job.results())
         with pytest.raises(InvalidInputError):
             client.submit_job(tmp_path / "reviews.csv", text_column="nope")
+
+
+def test_queued_jobs_and_stored_results_are_bounded_naming_the_setting(tiny_model_dir: Path, tmp_path: Path) -> None:
+    base, process = launch(
+        tiny_model_dir,
+        tmp_path / "server.log",
+        SENTIMENT_JOBS_DIR=str(tmp_path / "data"),
+        SENTIMENT_JOBS_MAX_QUEUED="1",
+        SENTIMENT_JOBS_MAX_STORED_BYTES="5000",
+    )
+    try:
+        with SentimentClient(base, max_retries=0) as client:
+            first = client.submit_job(review_file(tmp_path, 3000, bad=False))
+            with pytest.raises(Exception, match="429") as busy:
+                client.submit_job(review_file(tmp_path, 10, bad=False))
+            assert "SENTIMENT_JOBS_MAX_QUEUED is 1" in str(busy.value)
+            first.wait(progress=False, timeout_s=120)
+            with pytest.raises(Exception, match="429") as full:
+                client.submit_job(review_file(tmp_path, 10, bad=False))
+            assert "SENTIMENT_JOBS_MAX_STORED_BYTES is 5,000" in str(full.value)
+            first.cancel()  # deletes its results: room again
+            assert client.submit_job(review_file(tmp_path, 10, bad=False)).wait(progress=False, timeout_s=60)
+    finally:
+        stop_server(process)

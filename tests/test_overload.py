@@ -275,3 +275,43 @@ def test_a_killed_process_is_replaced_and_only_its_requests_fail(tiny_model_dir:
     finally:
         stop.set()
         stop_server(process)
+
+
+def test_maximal_analyze_requests_do_not_starve_predict_and_are_answered_200_or_429(tiny_model_dir: Path) -> None:
+    """Three clients post the largest /analyze requests the limits take, again and again: /predict keeps being
+    answered meanwhile (answers come while an /analyze is still in its queue), no /predict is refused because
+    of them, and every /analyze is answered 200 or 429 with a Retry-After (none waits out its timeout)."""
+    base, process = launch(tiny_model_dir, SENTIMENT_MAX_SENTENCES="600", SENTIMENT_REQUEST_TIMEOUT_S="60")
+    sentence = "The plot moves on, the cast keeps busy and the score swells " * 30
+    body = {"documents": [". ".join([sentence] * 20) + "."] * 30}  # 600 long sentences, cut to 160 tokens
+    analyzed: list[tuple[int, str | None, float]] = []
+    stop = threading.Event()
+
+    def analyze_client() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                response = client.post(f"{base}/analyze", json=body)
+                analyzed.append((response.status_code, response.headers.get("retry-after"), time.monotonic()))
+                if response.status_code == 429:
+                    time.sleep(float(response.headers["retry-after"]))
+
+    threads = [threading.Thread(target=analyze_client) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        until(lambda: metric(base, "sentiment_queue_depth") > 100, 60)  # a big /analyze is queued
+        predicted: list[tuple[int, float]] = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(40):
+                response = client.post(f"{base}/predict", json={"text": REVIEW})
+                predicted.append((response.status_code, time.monotonic()))
+        stop.set()
+        for thread in threads:
+            thread.join(180)
+    finally:
+        stop_server(process)
+    assert {status for status, _ in predicted} == {200}
+    first_analyze_done = min((t for status, _, t in analyzed if status == 200), default=float("inf"))
+    assert sum(t < first_analyze_done for _, t in predicted) >= 10  # not all queued behind it (before: none)
+    assert analyzed and {status for status, _, _ in analyzed} <= {200, 429}
+    assert all(retry is not None for status, retry, _ in analyzed if status == 429)

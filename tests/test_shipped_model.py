@@ -12,7 +12,7 @@ from model_runtime import Predictor, file_sha256, read_card
 from tests.support import SHIPPED_MODEL
 from training.data import Split, digest_of_hashes, read_split_manifest, text_sha256
 from training.evaluate import ece_if_calibrated, metrics, score, slice_members
-from training.sources import SOURCES_BY_NAME
+from training.sources import SPLIT_SOURCES
 
 OBVIOUS = {
     "One of the best films I have ever seen. Brilliant acting, a moving story, I loved every minute.": "positive",
@@ -68,7 +68,7 @@ def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predict
     from the texts splits.tsv names."""
     card = read_card(SHIPPED_MODEL)
     by_source = card.metrics["test"]["by_source"]
-    assert set(by_source) == set(SOURCES_BY_NAME)
+    assert set(by_source) == set(SPLIT_SOURCES)
     probs, _ = score(shipped, corpus_split.test)  # the card's evaluation order, so the batches are the same
     for source, recorded in by_source.items():
         listed = read_split_manifest(SHIPPED_MODEL / "splits.tsv", source)["test"]
@@ -91,7 +91,7 @@ def test_card_figures_per_source_are_recomputed_from_splits_tsv(shipped: Predict
     sources = np.array([ex.source for ex in corpus_split.test])
     correct = probs.argmax(axis=1) == np.array([ex.label for ex in corpus_split.test])
     for name, per_source in card.metrics["test"]["by_slice"].items():
-        assert set(per_source) == {"all", *SOURCES_BY_NAME}, name
+        assert set(per_source) == {"all", *SPLIT_SOURCES}, name
         for source, recorded in per_source.items():
             in_slice = members[name] & ((sources == source) | (source == "all"))
             assert int(in_slice.sum()) == recorded["examples"], (name, source)

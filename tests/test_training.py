@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_runtime import Predictor, pad_ids
+from model_runtime import Predictor, pad_ids, read_card
 from tests.support import ROOT, TINY_CONFIG
 from training.__main__ import parser, train_config
 from training.config import TrainConfig
@@ -20,7 +20,7 @@ from training.data import Dataset, Split, split_dataset
 from training.evaluate import ece_if_calibrated, metrics
 from training.files import load_labelled_file
 from training.model import ModelConfig
-from training.sources import SOURCES_BY_NAME
+from training.sources import SPLIT_SOURCES
 from training.train import TrainResult, train
 
 pytestmark = pytest.mark.slow
@@ -33,9 +33,29 @@ def test_a_short_run_learns(tiny_run: TrainResult, tiny_run_dir: Path) -> None:
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     # 2,000 held-out texts of three classes; the most common label (negative) is ~0.43 of them
     assert max(h["val_accuracy"] for h in history) > 0.55
-    assert set(history[-1]["val_accuracy_by_source"]) == set(SOURCES_BY_NAME)
+    assert set(history[-1]["val_accuracy_by_source"]) == set(SPLIT_SOURCES)
     assert (tiny_run_dir / "checkpoints" / "best.pt").exists()
     assert not tiny_run.model.training
+
+
+def test_the_card_sets_the_model_beside_the_word_list_rule_and_across_registers(tiny_model_dir: Path) -> None:
+    """The card's tables are generated: the rule's figures on every test source beside the model's, the
+    cross-register check for both, and how much of a text's source its answers carry."""
+    test = read_card(tiny_model_dir).metrics["test"]
+    assert set(test["word_list_rule"]["by_source"]) == set(test["by_source"]) == set(SPLIT_SOURCES)
+    check = test["cross_register"]
+    assert check["model"]["texts"] == check["word_list_rule"]["texts"] >= 300
+    assert set(check["model"]["by_kind"]) >= {"opinion_in_neutral_register", "neutral_in_polar_register", "negated"}
+    leak = test["source_leak"]
+    assert leak["chance"] == pytest.approx(1 / len(SPLIT_SOURCES))
+    assert leak["balanced_accuracy_from_labels"] > leak["chance"]
+    readme = (tiny_model_dir / "README.md").read_text()
+    assert "## Against a word list, and across registers" in readme
+    assert (
+        f"| three-class macro-F1 | {check['model']['macro_f1']:.3f} | {check['word_list_rule']['macro_f1']:.3f} |"
+        in readme
+    )
+    assert "AFINN" in readme and "Open Database License" in readme
 
 
 def test_training_is_reproducible_and_resumable(tmp_path: Path, imdb: Dataset) -> None:

@@ -226,6 +226,8 @@ SOURCES: tuple[Source, ...] = (
     ),
 )
 SOURCES_BY_NAME = {source.name: source for source in SOURCES}
+# Every source of a split of all sources: the packaged ones and the evidence-labelled sentences of the reviews.
+SPLIT_SOURCES = (*SOURCES_BY_NAME, *(f"{s.name}_sentences" for s in SOURCES if s.sentences))
 MOVIE_REVIEW_SOURCES = ("imdb", "rotten_tomatoes")
 DEFAULT_SOURCES = tuple(SOURCES_BY_NAME)
 
