@@ -11,6 +11,7 @@ into training.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,6 +82,19 @@ class Split:
 
     def parts(self) -> dict[str, list[Example]]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_HANDLE = re.compile(r"@\w+")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def normalised(text: str) -> str:
+    """The form two texts share when one is a copy of the other: lower case, no links, no @handles, no
+    retweet marker, letters and digits only. Cross-source and near-duplicate checks key on it."""
+    text = _HANDLE.sub(" ", _URL.sub(" ", text.lower()))
+    text = re.sub(r"^\W*rt\b", " ", text)
+    return _NOT_WORD.sub(" ", text).strip()
 
 
 def text_sha256(text: str) -> str:

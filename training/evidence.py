@@ -29,7 +29,7 @@ from pathlib import Path
 
 from model_runtime import Predictor
 from model_runtime.sentences import split_sentences
-from training.data import SENTIMENT_LABELS, Dataset, Example, Split, text_sha256
+from training.data import SENTIMENT_LABELS, Dataset, Example, Split, normalised, text_sha256
 from training.wordlist import WordList, load_word_list, words
 
 # |sum of a sentence's list values| from which it carries that opinion: in a review sentence whose review
@@ -143,10 +143,11 @@ def sure_of(model_dir: str) -> Sure:
 def with_sentences(split: Split, dataset: Dataset) -> Split:
     """``split`` with the evidence-labelled sentences of the sources ``dataset.sentence_sources`` names
     (source -> sentences per label in the training part; validation and test get their shares), each part's
-    sentences cut from that part's reviews only, exact duplicates of a text already in the split left out."""
+    sentences cut from that part's reviews only, a copy of a text already in the split (the same normalised
+    form, ``training.data.normalised``) left out."""
     if not dataset.sentence_sources:
         return split
-    seen = {text_sha256(ex.text) for part in split.parts().values() for ex in part}
+    seen = {normalised(ex.text) for part in split.parts().values() for ex in part}
     trained_on = {source: sum(ex.source == source for ex in split.train) for source in dataset.sentence_sources}
     parts = {}
     for part_name, part in split.parts().items():
@@ -164,8 +165,8 @@ def with_sentences(split: Split, dataset: Dataset) -> Split:
                 sure_of(gate) if gate else None,
             )
             for ex in made:
-                if text_sha256(ex.text) not in seen:
-                    seen.add(text_sha256(ex.text))
+                if normalised(ex.text) not in seen:
+                    seen.add(normalised(ex.text))
                     extra.append(ex)
         parts[part_name] = part + extra
     hashes = {name: sorted(text_sha256(ex.text) for ex in part) for name, part in parts.items()}

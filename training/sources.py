@@ -35,6 +35,7 @@ from training.data import (
     Split,
     deduplicate,
     digest_of_hashes,
+    normalised,
     split_dataset,
     text_sha256,
 )
@@ -230,19 +231,6 @@ SOURCES_BY_NAME = {source.name: source for source in SOURCES}
 SPLIT_SOURCES = (*SOURCES_BY_NAME, *(f"{s.name}_sentences" for s in SOURCES if s.sentences))
 MOVIE_REVIEW_SOURCES = ("imdb", "rotten_tomatoes")
 DEFAULT_SOURCES = tuple(SOURCES_BY_NAME)
-
-
-_URL = re.compile(r"https?://\S+|www\.\S+")
-_HANDLE = re.compile(r"@\w+")
-_NOT_WORD = re.compile(r"[\W_]+")
-
-
-def normalised(text: str) -> str:
-    """The form two texts share when one is a copy of the other: lower case, no links, no @handles, no
-    retweet marker, letters and digits only. Cross-source and near-duplicate checks key on it."""
-    text = _HANDLE.sub(" ", _URL.sub(" ", text.lower()))
-    text = re.sub(r"^\W*rt\b", " ", text)
-    return _NOT_WORD.sub(" ", text).strip()
 
 
 def _rows(source: Source) -> Iterator[dict[str, str]]:
