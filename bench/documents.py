@@ -29,6 +29,14 @@ def sentences_of(answer: dict[str, Any]) -> list[Prediction]:
     ]
 
 
+def whole(http: httpx.Client, texts: list[str]) -> list[Prediction]:
+    """Each text scored whole by /predict, as /analyze scores each document beside its sentences."""
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(texts), 32):
+        out += http.post("/predict", json={"texts": texts[start : start + 32]}, timeout=120).json()["predictions"]
+    return [Prediction(p["label"], p["score"], p["probabilities"], p["tokens"], p["truncated"]) for p in out]
+
+
 def analyze(http: httpx.Client, texts: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for start in range(0, len(texts), 16):
@@ -47,8 +55,11 @@ def main() -> None:
     labels = tuple(http.get("/model").json()["labels"])
     results: dict[str, Any] = {"labels": labels, "hand_written": {}, "imdb": {}}
     answers = analyze(http, [c["text"] for c in cases])
+    wholes = whole(http, [c["text"] for c in cases])
     for threshold in THRESHOLDS:
-        verdicts = [document_verdict(sentences_of(a), labels, threshold)[0] for a in answers]
+        verdicts = [
+            document_verdict(sentences_of(a), labels, threshold, w)[0] for a, w in zip(answers, wholes, strict=True)
+        ]
         right = [v == c["verdict"] for v, c in zip(verdicts, cases, strict=True)]
         by_kind: dict[str, list[bool]] = {}
         for ok, c in zip(right, cases, strict=True):
@@ -63,24 +74,23 @@ def main() -> None:
     test, names = imdb.test[: args.reviews], imdb.labels
     truth = [names[ex.label] for ex in test]
     reviews = analyze(http, [ex.text for ex in test])
-    predicted = []
-    for start in range(0, len(test), 32):
-        body = {"texts": [ex.text for ex in test[start : start + 32]]}
-        predicted += http.post("/predict", json=body, timeout=120).json()["predictions"]
+    predicted = whole(http, [ex.text for ex in test])
 
     def leans(p: dict[str, float]) -> str:
         return "positive" if p["positive"] >= p["negative"] else "negative"
 
     results["imdb"]["reviews"] = len(test)
     results["imdb"]["predict_polarity_accuracy"] = sum(
-        leans(p["probabilities"]) == t for p, t in zip(predicted, truth, strict=True)
+        leans(p.probabilities) == t for p, t in zip(predicted, truth, strict=True)
     ) / len(test)
-    results["imdb"]["predict_answered_neutral"] = sum(p["label"] == "neutral" for p in predicted) / len(test)
+    results["imdb"]["predict_answered_neutral"] = sum(p.label == "neutral" for p in predicted) / len(test)
     results["imdb"]["analyze_polarity_accuracy"] = sum(
         leans(r["probabilities"]) == t for r, t in zip(reviews, truth, strict=True)
     ) / len(test)
     for threshold in THRESHOLDS:
-        verdicts = [document_verdict(sentences_of(r), labels, threshold)[0] for r in reviews]
+        verdicts = [
+            document_verdict(sentences_of(r), labels, threshold, w)[0] for r, w in zip(reviews, predicted, strict=True)
+        ]
         results["imdb"][f"mixed_at_{threshold}"] = sum(v == "mixed" for v in verdicts) / len(test)
         results["imdb"][f"neutral_at_{threshold}"] = sum(v == "neutral" for v in verdicts) / len(test)
     print(json.dumps(results["imdb"], indent=1))

@@ -45,8 +45,10 @@ def document_result(
     labels: tuple[str, ...],
     language: Language,
     mixed_threshold: float = MIXED_THRESHOLD,
+    whole: Prediction | None = None,
 ) -> dict[str, Any]:
-    label, probabilities = document_verdict(predictions, labels, mixed_threshold)
+    """A document's result from its sentences' predictions and, when given, the whole document's."""
+    label, probabilities = document_verdict(predictions, labels, mixed_threshold, whole)
     return {
         "label": label,
         "probabilities": probabilities,
@@ -64,9 +66,9 @@ def score_documents(
     """Each text read as a document: its result, or its ``error`` when it has more sentences than allowed."""
     spans = [document_sentences(text) for text in texts]
     kept = [i for i, s in enumerate(spans) if len(s) <= max_sentences]
-    sentences = [texts[i][a : a + n] for i in kept for a, n in spans[i]]
-    languages = [False] * len(sentences)
-    predictions = predictor.predict(sentences, MAX_BATCH_TOKENS, languages=languages) if sentences else []
+    read = [texts[i][a : a + n] for i in kept for a, n in spans[i]] + [texts[i] for i in kept]
+    predictions = predictor.predict(read, MAX_BATCH_TOKENS, languages=[False] * len(read)) if read else []
+    wholes = iter(predictions[len(read) - len(kept) :])
     results: list[dict[str, Any]] = [
         {"error": f"has {len(s):,} sentences; the limit is {max_sentences:,}"} for s in spans
     ]
@@ -74,7 +76,7 @@ def score_documents(
     for i in kept:
         mine, position = predictions[position : position + len(spans[i])], position + len(spans[i])
         language = predictor.language(texts[i])
-        results[i] = document_result(spans[i], mine, predictor.labels, language, mixed_threshold)
+        results[i] = document_result(spans[i], mine, predictor.labels, language, mixed_threshold, next(wholes))
     return results
 
 

@@ -1,9 +1,12 @@
 """A document's verdict from its sentences' predictions: one documented rule, whatever the model's labels.
 
-- The document's probabilities are the mean of its sentences' probabilities, each sentence weighing its
-  tokens times the square of how much opinion it carries ((1 - P(neutral))^2; 1 for a model without a
-  neutral label): a review of eight plot sentences and two verdicts reads as its verdicts, a document of
-  plain statements reads neutral, and a long sentence counts more than a short one.
+- The document's probabilities are the mean of its sentences' probabilities and of the whole document's,
+  each sentence weighing its tokens times the square of how much opinion it carries ((1 - P(neutral))^2; 1
+  for a model without a neutral label), the whole document as much as all its sentences' tokens together
+  (times its own opinion, squared): a review of eight plot sentences and two verdicts reads as its
+  verdicts and as its arc, a document of plain statements reads neutral, and a long sentence counts more
+  than a short one. (Sentences alone read 1,000 IMDB test reviews' polarity at 86% with model 5.0.0, the
+  whole review at 94%: docs/documents.md.)
 - Its label is the most probable label of that mean, except ``mixed``: at least one sentence at least
   ``mixed_threshold`` sure of positive (the model's last polar label) and another as sure of negative.
 
@@ -23,17 +26,24 @@ OPINION_POWER = 2  # how strongly a sentence's weight follows the opinion it car
 
 
 def document_verdict(
-    sentences: Sequence[Prediction], labels: tuple[str, ...], mixed_threshold: float
+    sentences: Sequence[Prediction],
+    labels: tuple[str, ...],
+    mixed_threshold: float,
+    whole: Prediction | None = None,
 ) -> tuple[str, dict[str, float]]:
-    """(label, probabilities) of a document from its sentences' predictions (at least one)."""
+    """(label, probabilities) of a document from its sentences' predictions (at least one) and, when given,
+    the prediction of the whole document, which weighs as much as all its sentences' tokens together."""
     negative, positive = polar_labels(labels)
+    tokens = [max(p.tokens, 1) for p in sentences]
+    scored = [*sentences, *([whole] if whole is not None else [])]
+    sizes = [*tokens, *([sum(tokens)] if whole is not None else [])]
     weights = [
-        max(p.tokens, 1) * (1.0 - p.probabilities.get("neutral", 0.0)) ** OPINION_POWER + 1e-6 for p in sentences
+        size * (1.0 - p.probabilities.get("neutral", 0.0)) ** OPINION_POWER + 1e-6
+        for size, p in zip(sizes, scored, strict=True)
     ]
     total = sum(weights)
     probabilities = {
-        label: sum(w * p.probabilities[label] for w, p in zip(weights, sentences, strict=True)) / total
-        for label in labels
+        label: sum(w * p.probabilities[label] for w, p in zip(weights, scored, strict=True)) / total for label in labels
     }
     sure = {side: any(p.probabilities[side] >= mixed_threshold for p in sentences) for side in (negative, positive)}
     if sure[negative] and sure[positive]:

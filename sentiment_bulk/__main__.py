@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from model_runtime import MIXED_THRESHOLD, ModelLoadError, Predictor, document_verdict, split_sentences
+from model_runtime import ModelLoadError, Predictor, document_sentences
 from model_runtime import Prediction as RuntimePrediction
+from model_runtime.batch import score_documents
 from model_runtime.contract import SHIPPED_MODEL_DIR
 from sentiment_client import Document, DocumentError, Language, Prediction, Sentence
 from sentiment_client.cli import add_file_options, score_file
@@ -28,31 +30,40 @@ def as_client(p: RuntimePrediction) -> Prediction:
     return Prediction(p.label, p.score, p.probabilities, p.tokens, p.truncated, language)
 
 
+def sentence(text: str, result: dict[str, Any]) -> Sentence:
+    start, length = result["offset"], result["length"]
+    return Sentence(start, length, text[start : start + length], result["label"], result["probabilities"])
+
+
 def analyze(predictor: Predictor, texts: list[str]) -> list[Document]:
-    """The service's /analyze in process: every sentence of every text scored together, a verdict each."""
-    spans = [split_sentences(text) for text in texts]
-    predictions = predictor.predict(
-        [t[a : a + n] for t, s in zip(texts, spans, strict=True) for a, n in s], MAX_BATCH_TOKENS
-    )
-    documents, position = [], 0
-    for index, (text, sentences) in enumerate(zip(texts, spans, strict=True)):
-        mine, position = predictions[position : position + len(sentences)], position + len(sentences)
-        if not sentences:
+    """The service's /analyze in process (model_runtime.batch.score_documents: every sentence and every
+    document whole scored together, a verdict each)."""
+    readable = [i for i, text in enumerate(texts) if document_sentences(text)]
+    results = score_documents(predictor, [texts[i] for i in readable], max_sentences=10**9)
+    found = dict(zip(readable, results, strict=True))
+    documents = []
+    for index, text in enumerate(texts):
+        if index not in found:
             documents.append(
                 Document(index, None, {}, None, [], DocumentError("empty_document", "no sentence to score"))
             )
             continue
-        label, probabilities = document_verdict(mine, predictor.labels, MIXED_THRESHOLD)
-        language = predictor.language(text)
+        result, language = found[index], found[index]["language"]
         documents.append(
             Document(
                 index,
-                label,
-                probabilities,
-                Language(language.code, language.supported),
+                result["label"],
+                result["probabilities"],
+                Language(language["code"], language["supported"]),
                 [
-                    Sentence(a, n, text[a : a + n], p.label, p.probabilities)
-                    for (a, n), p in zip(sentences, mine, strict=True)
+                    Sentence(
+                        s["offset"],
+                        s["length"],
+                        text[s["offset"] : s["offset"] + s["length"]],
+                        s["label"],
+                        s["probabilities"],
+                    )
+                    for s in result["sentences"]
                 ],
             )
         )

@@ -93,8 +93,11 @@ def _read(text: str, where: str, settings: Settings, engine: Engine) -> ReadDocu
 def analyzed(
     predictor: Predictor, predictions: list[Prediction], documents: list[ReadDocument], mixed_threshold: float
 ) -> AnalyzeResponse:
+    """Each document's answer from ``predictions``: every scored document's sentences, in order, then each
+    scored document whole, in order (``texts_of``)."""
     out: list[DocumentOut] = []
     position = 0
+    wholes = iter(predictions[sum(len(d.sentences) for d in documents if d.error is None) :])
     for index, document in enumerate(documents):
         entry: DocumentOut = {"index": index}
         if document.language is not None:
@@ -106,7 +109,7 @@ def analyzed(
             continue
         mine = predictions[position : position + len(document.sentences)]
         position += len(document.sentences)
-        label, probabilities = document_verdict(mine, predictor.labels, mixed_threshold)
+        label, probabilities = document_verdict(mine, predictor.labels, mixed_threshold, next(wholes))
         entry["label"], entry["probabilities"] = label, probabilities
         entry["sentences"] = [
             {
@@ -122,11 +125,17 @@ def analyzed(
     return {"model": model_ref(predictor), "documents": out}
 
 
+def texts_of(documents: list[ReadDocument]) -> list[str]:
+    """What the model reads of the documents that can be scored: every sentence, then each document whole
+    (the verdict weighs both: model_runtime.documents)."""
+    scored = [d for d in documents if d.error is None]
+    return [*(d.text[a : a + n] for d in scored for a, n in d.sentences), *(d.text for d in scored)]
+
+
 def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:
     def parse(body: bytes, headers: Headers, _: dict[str, str]) -> tuple[list[str], list[ReadDocument]]:
         documents = read_documents(body, headers, settings, engine)
-        texts = [d.text[a : a + n] for d in documents for a, n in d.sentences]
-        return texts, documents
+        return texts_of(documents), documents
 
     def answer(result: tuple[Predictor, list[Prediction]], documents: list[ReadDocument]) -> Response:
         engine.metrics.count_languages(d.language for d in documents if d.error is None and d.language)

@@ -166,13 +166,14 @@ class JobRunner:
                 results[i]["error"] = f"has {len(spans):,} sentences; the limit is {self.settings.max_sentences:,}"
             else:
                 documents.append((i, row.text or "", spans))
-        texts = [text[a : a + n] for _, text, spans in documents for a, n in spans]
+        texts = [text[a : a + n] for _, text, spans in documents for a, n in spans] + [t for _, t, _ in documents]
         predictions = await self._predict(texts, languages=False)
         labels, position = self.engine.model.labels, 0
+        wholes = iter(predictions[len(texts) - len(documents) :])
         for i, text, spans in documents:
             mine, position = predictions[position : position + len(spans)], position + len(spans)
             language = self.engine.language(text)
-            results[i] |= document_result(spans, mine, labels, language, self.settings.mixed_threshold)
+            results[i] |= document_result(spans, mine, labels, language, self.settings.mixed_threshold, next(wholes))
         return results
 
     def _checked(self, row: Row) -> dict[str, Any]:

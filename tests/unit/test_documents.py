@@ -139,3 +139,16 @@ def test_a_binary_model_gives_mixed_too() -> None:
     sentences = [prediction({"negative": 0.1, "positive": 0.9}), prediction({"negative": 0.85, "positive": 0.15})]
     assert document_verdict(sentences, ("negative", "positive"), 0.8)[0] == MIXED
     assert document_verdict(sentences[:1], ("negative", "positive"), 0.8)[0] == "positive"
+
+
+def test_the_whole_document_weighs_as_much_as_its_sentences_but_mixed_is_read_from_sentences() -> None:
+    def pred(negative: float, neutral: float, positive: float, tokens: int) -> Prediction:
+        return prediction({"negative": negative, "neutral": neutral, "positive": positive}, tokens)
+
+    plot = [pred(0.05, 0.9, 0.05, 10) for _ in range(4)]  # plain sentences of a warm review
+    warm = pred(0.1, 0.1, 0.8, 40)  # the review read whole leans positive
+    label, probabilities = document_verdict(plot, THREE, 0.8, warm)
+    assert label == "positive" and probabilities["positive"] > 0.5
+    assert document_verdict(plot, THREE, 0.8)[0] == "neutral"  # the sentences alone read neutral
+    sure_both = [pred(0.9, 0.05, 0.05, 10), pred(0.05, 0.05, 0.9, 10)]
+    assert document_verdict(sure_both, THREE, 0.8, warm)[0] == MIXED
