@@ -18,6 +18,9 @@ is downloaded) gives P(language); CLD2 (pycld2) is asked only where fastText is 
 - P(supported) < ``NOT_SUPPORTED_BELOW``: the best language fastText sees, not supported;
 - in between: CLD2 decides (its language, supported or not); where it cannot tell, fastText's best guess.
 
+A letter of a script written without spaces (Chinese, Japanese, Thai and their neighbours) is a word of its
+own and weighs ``UNSPACED_WEIGHT`` letters, about what a short English word says: "Great coffee. 東京の店は良い。"
+is half Japanese, not one Japanese word beside two English ones.
 A window with fewer than ``MIN_LETTERS`` letters, or fewer than ``MIN_DISTINCT_LETTERS`` different ones
 ("a. a. a.", "ha ha ha"), cannot tell;
 a text with no window that can is too short to tell (``code`` None, supported). The work per text is
@@ -32,7 +35,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
-from itertools import islice
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,12 @@ salud bon voyage appetit"""
 SHARED_WORDS = frozenset(_SHARED.split())
 _MAYBE_NOT_LANGUAGE = re.compile(r"[#@/]|www")  # a cheap test before the pattern below
 _NOT_LANGUAGE = re.compile(r"https?://\S+|www\.\S+|[#@]\w+|[^\s@]+@\S+")  # links, hashtags, handles, e-mail
-_WORD = re.compile(r"[^\W\d_]+")  # runs of letters
-_SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+")  # white space after a sentence's end (linear: nothing follows)
+UNSPACED_WEIGHT = 4
+_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_UNSPACED}]|[^\W\d_{_UNSPACED}]+")  # runs of letters; a letter of an unspaced script alone
+_IS_UNSPACED = re.compile(rf"[{_UNSPACED}]")
+# White space after a sentence's end, or the end of a sentence of a script without spaces (linear: nothing follows)
+_SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+|(?<=[\u3002\uff01\uff1f])\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,7 @@ class LanguageDetector:
 
     def detect(self, text: str) -> Language:
         """The text's language: its windows' verdicts weighed by their letters (module docstring)."""
-        if next(islice(filter(str.isalpha, text), MIN_LETTERS - 1, None), None) is None:  # reads MIN_LETTERS at most
+        if not _letters_reach(text, MIN_LETTERS):
             return Language(None, True)
         pieces = windows(text)
         if self._english_by_words(_WORD.findall(" ".join(pieces).lower())):  # the common case, in one pass
@@ -87,7 +93,7 @@ class LanguageDetector:
         weights: dict[bool, Counter[str | None]] = {True: Counter(), False: Counter()}
         for window in pieces:
             words = _WORD.findall(window.lower())
-            letters = sum(map(len, words))
+            letters = sum(map(_weight, words))
             if letters >= MIN_LETTERS and len(set("".join(words))) >= MIN_DISTINCT_LETTERS:
                 found = self._window(window, words)
                 weights[found.supported][found.code] += letters
@@ -98,7 +104,7 @@ class LanguageDetector:
 
     def _english_by_words(self, words: list[str]) -> bool:
         """Whether these words are English by the common-words rule (module docstring)."""
-        counted = [w for w in words if len(w) > 1 and w not in SHARED_WORDS]
+        counted = [w for w in words if (len(w) > 1 or _IS_UNSPACED.match(w)) and w not in SHARED_WORDS]
         if "en" not in self.supported or len(counted) < MIN_WORDS:
             return False
         english = english_words()
@@ -155,11 +161,25 @@ def windows(text: str) -> list[str]:
 
 def _whole_words(text: str, start: int) -> str:
     piece = text[start : start + WINDOW]
-    if start > 0 and not text[start - 1].isspace():
+    if start > 0 and not text[start - 1].isspace() and " " in piece:  # a script without spaces: cut anywhere
         piece = piece.partition(" ")[2]
-    if start + WINDOW < len(text) and not text[start + WINDOW].isspace():
+    if start + WINDOW < len(text) and not text[start + WINDOW].isspace() and " " in piece:
         piece = piece.rpartition(" ")[0]
     return piece
+
+
+def _weight(word: str) -> int:
+    return UNSPACED_WEIGHT if _IS_UNSPACED.match(word) else len(word)
+
+
+def _letters_reach(text: str, least: int) -> bool:
+    """Whether ``text`` holds ``least`` letters by weight (module docstring), reading no further than that."""
+    total = 0
+    for char in filter(str.isalpha, text):
+        total += UNSPACED_WEIGHT if _IS_UNSPACED.match(char) else 1
+        if total >= least:
+            return True
+    return False
 
 
 @cache

@@ -22,8 +22,7 @@ allows), or past ``max_queue`` texts; a request's cost leaves the budget when it
 when it starts. ``admit`` is cheap, so the web layer calls it with an estimate before it has even read
 the body, and again with the real texts.
 
-``SideLane`` runs costly one-off jobs (explanations) on a thread of their own, bounded by cost too, so
-that they can slow each other but never take the batch workers.
+Costly one-off jobs (explanations) run on ``service.side_lane`` instead.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -39,10 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from service.budget import CostBudget, RateMeter
+from service.budget import CostBudget
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 In = TypeVar("In")  # one text as submitted
 Item = TypeVar("Item")  # one text's result
 Tag = TypeVar("Tag")  # what a batch ran on (the model), handed back with the results
@@ -67,8 +64,7 @@ class Lane:
     budget: CostBudget
     slice_texts: int  # a request is cut into slices of at most this many texts, queued one behind the other
     per_batch: int  # at most this many of its texts in one batch
-    slice_cost: float = float("inf")  # and of at most this cost (tokens; one text at least), with per-text costs;
-    # a batch takes at most this much of the lane's cost, one slice at least
+    slice_cost: float = float("inf")  # slices and a batch's share of at most this cost (tokens; one text at least)
     max_running: int = 0  # at most this many batches holding its texts run at once (0: no limit)
     share: float = 0.0  # of a batch's texts owed to this lane while it has work waiting (0: whatever is left)
     spare_only: bool = False  # runs only when the lanes before it have nothing queued, and while they have had
@@ -301,65 +297,4 @@ class Batcher(Generic[In, Tag, Item]):
         self._wakeup.set()
         if self._task:
             await self._task
-        self._executor.shutdown(wait=True)
-
-
-class JobCancelled(Exception):
-    """Raised inside a side-lane job whose request has ended (the client left, or its deadline passed)."""
-
-
-class SideLane:
-    """One thread for costly one-off jobs, bounded by the work queued on it (``budget``, in cost units, at
-    the lane's own measured ``rate``). A job gets an Event that is set when its request ends: it checks it
-    between steps and stops (JobCancelled), so that no work is finished for nobody; a job still queued is
-    withdrawn."""
-
-    def __init__(self, budget: CostBudget, rate: RateMeter, name: str) -> None:
-        self.budget, self.rate = budget, rate
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._accepting = True
-
-    def admit(self, cost: float) -> None:
-        if not self._accepting:
-            raise NotAcceptingError
-        self.budget.check(cost, 1)
-
-    def expected_seconds(self, cost: float) -> float:
-        """How long ``cost`` takes on this lane at its measured rate (its own run, without the queue)."""
-        return cost / max(self.rate.value, 1e-9)
-
-    async def call(self, fn: Callable[[threading.Event], T], cost: float) -> T:
-        """Run ``fn(cancelled)`` on the lane's thread once the jobs before it are done."""
-        self.admit(cost)
-        self.budget.cost += cost
-        self.budget.texts += 1
-        cancelled = threading.Event()
-
-        def timed() -> T:
-            started = time.perf_counter()
-            result = fn(cancelled)
-            self.rate.observe(cost, time.perf_counter() - started)
-            return result
-
-        job = asyncio.get_running_loop().run_in_executor(self._executor, timed)
-
-        def release(_: object) -> None:  # the job's cost leaves the budget when it ends, however it ends
-            self.budget.cost -= cost
-            self.budget.texts -= 1
-
-        job.add_done_callback(release)
-        try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:
-            cancelled.set()  # a running job stops at its next step; a queued one never starts
-            job.cancel()
-            raise
-        except JobCancelled:
-            raise asyncio.CancelledError from None
-        except Exception as exc:
-            log.exception("inference failed for a job of cost %.0f", cost)
-            raise InferenceError(str(exc)) from exc
-
-    def drain(self) -> None:
-        self._accepting = False
         self._executor.shutdown(wait=True)

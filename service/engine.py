@@ -26,23 +26,17 @@ import numpy.typing as npt
 
 from model_runtime import CUDA_PROVIDER, Explanation, Language, Prediction, Predictor, available_cpus, explain
 from service.admission import Admission
-from service.batcher import Batcher, BatchStats, JobCancelled, Lane, NotAcceptingError, SideLane
-from service.budget import CostBudget, RateMeter
+from service.batcher import Batcher, BatchStats, NotAcceptingError
+from service.budget import RateMeter
 from service.config import Settings
+from service.lanes import batch_lanes, explain_budget, most_per_request
 from service.metrics import Metrics
+from service.side_lane import JobCancelled, SideLane
 
 log = logging.getLogger("service")
 
 # Batches run in parallel on a GPU host: two keep the GPU fed while the other tokenizes (README, Performance).
 GPU_INFERENCE_WORKERS = 2
-# /analyze's lane: a document's sentences go in slices of DOCUMENT_SLICE texts, at most DOCUMENT_PER_BATCH of
-# them in one batch, and DOCUMENT_SHARE of a batch is theirs while they wait (the rest goes to /predict first).
-# A slice is also at most DOCUMENT_SLICE_TOKENS (the estimate admission uses): a batch that holds one stays short;
-# one batch holding document slices runs at a time, so that the other workers serve /predict.
-DOCUMENT_SLICE, DOCUMENT_PER_BATCH, DOCUMENT_SHARE, DOCUMENT_SLICE_TOKENS = 32, 32, 0.25, 1024.0
-# Jobs' lane: slices of JOB_SLICE texts and JOB_SLICE_TOKENS, a batch of its own only when no live request waits
-# (spare capacity), and on one worker at a time while live requests keep coming (the batcher's LIVE_WINDOW_S).
-JOB_SLICE, JOB_SLICE_TOKENS = 32, 8192.0
 # Longest an explanation waits, per model run, for queued predictions to go first. Short: an explanation is
 # hundreds of runs, and under steady /predict load something is always queued (20 ms starved explanations).
 EXPLAIN_YIELD_S = 0.002
@@ -152,48 +146,16 @@ class Engine:
         # thread, as the workers already share the cores. The groups are the same, so are the answers.
         self._model_runs = ThreadPoolExecutor(max_workers=rate.workers, thread_name_prefix="model-run")
         stats = BatchStats(on_batch=self._observe_batch, on_depth=self.metrics.queue_depth.set)
-        queue = CostBudget(lambda: rate.value * s.max_queue_seconds, lambda: rate.value, s.max_queue)
-        # Documents are worked off at their share of the rate while /predict is busy: the wait they are told
-        # (Retry-After) and the work they may queue follow from it.
-        documents = CostBudget(  # a full /analyze (SENTIMENT_MAX_SENTENCES) always fits its texts' cap
-            lambda: rate.value * DOCUMENT_SHARE * s.max_queue_seconds,
-            lambda: rate.value * DOCUMENT_SHARE,
-            max(s.max_queue, s.max_sentences),
-        )
-        jobs = CostBudget(lambda: float("inf"), lambda: rate.value, s.max_queue)  # the job runner bounds its own work
-        lanes = {
-            "analyze": Lane(
-                documents,
-                slice_texts=DOCUMENT_SLICE,
-                per_batch=DOCUMENT_PER_BATCH,
-                share=DOCUMENT_SHARE,
-                slice_cost=DOCUMENT_SLICE_TOKENS,
-                max_running=1,
-            ),
-            "jobs": Lane(jobs, JOB_SLICE, JOB_SLICE, slice_cost=JOB_SLICE_TOKENS, spare_only=True),
-        }
+        queue, lanes = batch_lanes(s, rate)
         self._batcher = Batcher(self._run_batch, s.max_batch_size, s.max_wait_ms, queue, stats, rate.workers, lanes)
         self._batcher.start()
         # The explanation lane measures its own rate (it shares the CPU with /predict): its budget, its
         # Retry-After (never beyond the budget) and each explanation's deadline follow what it really achieves.
         lane_rate = self.explain_rate = RateMeter(1)
-        lane = CostBudget(
-            lambda: lane_rate.value * s.max_explain_queue_seconds,
-            lambda: lane_rate.value,
-            s.max_queue,
-            s.max_explain_queue_seconds,
-        )
+        lane = explain_budget(s, lane_rate)
         self._explain_lane = SideLane(lane, lane_rate, "explain")
-        most: dict[
-            str, float
-        ] = {  # the most one request can cost on each lane: what an estimate from its body's size is capped at
-            "predict": s.max_client_batch * (model.max_tokens + 1),
-            "analyze": s.max_sentences * (model.max_tokens + 1),
-            "explain": s.max_explain_texts * (model.max_tokens + 1) * (s.max_explain_tokens + 1),
-        }
-        self.admission = Admission(
-            s.max_concurrent_requests, {"predict": queue, "analyze": documents, "explain": lane}, most
-        )
+        budgets = {"predict": queue, "analyze": lanes["analyze"].budget, "explain": lane}
+        self.admission = Admission(s.max_concurrent_requests, budgets, most_per_request(s, model.max_tokens))
         self.admission.max_tokens = model.max_tokens
         self._warmup = asyncio.create_task(self._warm_up(), name="warm-up")
         if wait_for_warm_up:

@@ -56,10 +56,18 @@ def test_api_matches_its_schema_and_never_fails(running_server: str, mode: Gener
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not len(operation.body):
             continue  # no body: nothing of the request can be made invalid (a path segment is any string)
+        post_job = operation.path == "/jobs" and operation.method.upper() == "POST"
+        if mode is GenerationMode.NEGATIVE and post_job:
+            continue  # a file: any bytes are one; its refusals are named in tests/test_jobs.py
         # The model's own name for the /v2 routes, so that requests get past the 404 to the body's checks.
         name = {"name": "tiny-bilstm"} if "{name}" in operation.path and mode is GenerationMode.POSITIVE else None
+        # A job's file as plain text, the one format whose every schema-valid body is a usable file: whether a
+        # CSV or JSON Lines body holds the column it names, no schema can say (refused with 422, as documented).
+        cases = operation.as_strategy(mode, path_parameters=name)
+        if post_job and mode is GenerationMode.POSITIVE:
+            cases = cases.filter(lambda case: case.media_type == "text/plain")
 
-        @given(case=operation.as_strategy(mode, path_parameters=name))
+        @given(case=cases)
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: schemathesis.Case[Any]) -> None:
             response = case.call()

@@ -123,6 +123,12 @@ def test_what_cannot_make_a_job_is_refused_at_submission_naming_it(server: str, 
     assert bad_id.status_code == 422 and bad_id.json()["error"]["details"][0]["field"] == "key"
     task = post(b"id,text\n1,Fine.\n", csv_type, task="translate")
     assert task.status_code == 422 and "task: must be one of predict, analyze" in task.json()["error"]["message"]
+    torn = post(
+        b"--b\r\nContent-Disposition: form-data; name=", {**auth, "Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert torn.status_code == 422 and torn.json()["error"]["details"][0]["field"] == "file"
+    blank = post(b"\n \x1c\n\n", {**auth, "Content-Type": "text/plain"})
+    assert blank.status_code == 422 and blank.json()["error"]["message"] == "file: holds no rows"
     broken = post(b'{"text": broken\n', {**auth, "Content-Type": "application/x-ndjson"})
     assert broken.status_code == 422 and "none of its first 1 rows can be read" in broken.json()["error"]["message"]
     rows = post(b"text\n" + b"Fine.\n" * 5001, csv_type)

@@ -122,12 +122,16 @@ def test_engine_refusals_have_the_same_status_in_every_protocol(tiny_model_dir: 
 
 
 def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: Path) -> None:
-    """The first request's 4 texts fill the queue (the batch is held open for 1 s, the most the settings
-    allow); the next request of every protocol is refused the same way, each in its own error body."""
-    settings = Settings(model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=1000)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c, ThreadPoolExecutor(1) as pool:
+    """The first request's 4 texts fill /predict's queue and the first /analyze's 3 (2 sentences, the
+    document whole) fill the document lane (the batch is held open for 1 s, the most the settings allow); the
+    next request of every protocol is refused the same way, each in its own error body."""
+    settings = Settings(
+        model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=1000, max_sentences=2, max_documents=1
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c, ThreadPoolExecutor(2) as pool:
         wait_until_ready(c)
         first = pool.submit(c.post, "/predict", json={"texts": ["a", "b", "c", "d"]})
+        first_document = pool.submit(c.post, "/analyze", json={"text": "One. Two."})
         time.sleep(0.3)
         v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["one more"]}]}
         refused = [
@@ -139,7 +143,7 @@ def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: 
             assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
         assert refused[0].json()["error"]["code"] == refused[2].json()["error"]["code"] == "overloaded"
         assert refused[1].json()["error"].startswith("the queue is full (4 texts)")
-        assert first.result().status_code == 200
+        assert first.result().status_code == first_document.result().status_code == 200
         assert c.post("/analyze", json={"text": "One more. And another."}).status_code == 200  # nothing lost
 
 

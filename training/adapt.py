@@ -215,6 +215,34 @@ def fine_tune(
     return model.eval(), history
 
 
+def the_users_labels(
+    base_card: ModelCard, base_dir: Path, examples: list[Example], keep_neutral: bool
+) -> tuple[BiLSTMClassifier, tuple[str, ...], list[Example], Split | None]:
+    """The base network, the labels it will answer, the user's examples and the base's own split (for
+    rehearsal and the forgetting check), all in those labels: a file with two labels on a base with a neutral
+    one gives a model of the file's two labels unless ``keep_neutral``."""
+    labels = tuple(base_card.labels)
+    model = model_from_onnx(base_dir / MODEL_FILE)
+    original = base_data(base_card)
+    two_labels = "neutral" in labels and all(labels[ex.label] != "neutral" for ex in examples)
+    if not two_labels or keep_neutral:
+        return model, labels, examples, original
+    model, kept, examples = without_neutral(model, labels, examples)
+    if original is not None:
+        train, test = (without_neutral_examples(labels, part) for part in (original.train, original.test))
+        original = replace(original, train=train, test=test)
+    return model, kept, examples, original
+
+
+def calibrated(model: BiLSTMClassifier, tokenizer: Tokenizer, split: Split, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The adapted network's temperature, fitted on the user's validation texts."""
+    val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
+    val_sources = [""] * len(val_ids)
+    kinds = source_kinds(val_sources, supervision(labels, split))
+    masks = label_masks(labels, torch.tensor([ex.label for ex in split.validation]), kinds)
+    return calibrate(model, val_ids, masks, val_sources, torch.device("cpu"))
+
+
 def adapt(
     data: Path,
     text_column: str,
@@ -228,20 +256,10 @@ def adapt(
     """Fine-tune the model of ``base_dir`` on the labelled file ``data`` and write the adapted model to ``out``."""
     started = time.perf_counter()
     base_card = read_card(base_dir)
-    base_labels = labels = tuple(base_card.labels)
+    base_labels = tuple(base_card.labels)
     rows = read_labelled_rows(data, text_column, label_column)
-    examples = map_labels(data, rows, labels, config)
-    model = model_from_onnx(base_dir / MODEL_FILE)
-    original = base_data(base_card)
-    two_labels = "neutral" in labels and all(labels[ex.label] != "neutral" for ex in examples)
-    if two_labels and not config.keep_neutral:  # the file's two labels are what the adapted model answers
-        model, labels, examples = without_neutral(model, labels, examples)
-        if original is not None:
-            original = replace(
-                original,
-                train=without_neutral_examples(base_labels, original.train),
-                test=without_neutral_examples(base_labels, original.test),
-            )
+    examples = map_labels(data, rows, base_labels, config)
+    model, labels, examples, original = the_users_labels(base_card, base_dir, examples, config.keep_neutral)
     dataset = Dataset(examples=examples, labels=labels, source=str(data), spec={"kind": "file"})
     split = split_dataset(dataset)
     if not split.validation or not split.test:
@@ -249,14 +267,7 @@ def adapt(
     tokenizer = Tokenizer.from_file(str(base_dir / TOKENIZER_FILE))
     rehearsal = Rehearsal(original.train if original else [], config.rehearsal if original else 0)
     model, history = fine_tune(model, tokenizer, split, rehearsal, config, labels)
-    val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
-    val_sources = [""] * len(val_ids)
-    masks = label_masks(
-        labels,
-        torch.tensor([ex.label for ex in split.validation]),
-        source_kinds(val_sources, supervision(labels, split)),
-    )
-    calibration = calibrate(model, val_ids, masks, val_sources, torch.device("cpu"))
+    calibration = calibrated(model, tokenizer, split, labels)
     name = name or f"{base_card.name}-adapted"
     version = version or f"{base_card.version}+{file_sha256(data)[:8]}"
     report = export_model(

@@ -8,7 +8,7 @@ from typing import Any
 
 from model_runtime import ModelCard
 from training.export import INVARIANCE_TOLERANCE
-from training.readme_registers import register_lines
+from training.readme_comparisons import adaptation_lines, register_lines, steps_lines
 
 
 def _t(calibration: dict[str, Any], tokens: int) -> float:
@@ -231,67 +231,16 @@ def _provenance_lines(card: ModelCard) -> list[str]:
     ]
 
 
-def _adaptation_lines(card: ModelCard) -> list[str]:
-    a = card.adaptation
-    if not a:
-        return []
-    base, adapted = a["user_test"]["base"], a["user_test"]["adapted"]
-    lines = [
-        "",
-        f"## Adapted from {card.base['name']} {card.base['version']}",
-        "",
-        f"On the user's {adapted['examples']:,} held-out test texts ({a['data']['texts']:,} texts in "
-        f"`{a['data']['file']}`, sha256 `{a['data']['sha256'][:16]}...`; split {a['data']['split']}), in "
-        f"{a['seconds']:.0f} s:",
-        "",
-        "| | base | adapted |",
-        "|---|---|---|",
-        *(f"| {k} | {base[k]:.4f} | {adapted[k]:.4f} |" for k in ("accuracy", "macro_f1", "ece", "log_loss")),
-        *(
-            f"| F1 {label} | {base['per_class'][label]['f1']:.4f} | {adapted['per_class'][label]['f1']:.4f} |"
-            for label in card.labels
-        ),
-    ]
-    before, after = a["base_sources"]["before"], a["base_sources"]["after"]
-    if after:
-        lines += [
-            "",
-            "The base's own test sources (what was forgotten):",
-            "",
-            "| source | base | adapted |",
-            "|---|---|---|",
-        ]
-        lines += [f"| {s} | {before[s]['accuracy']:.4f} | {after[s]['accuracy']:.4f} |" for s in after if s in before]
-    return lines
-
-
-def _steps_lines(card: ModelCard) -> list[str]:
-    steps = card.training.get("recipe_steps")
-    if not steps:
-        return []
-    columns = steps["columns"]
-    return [
-        "",
-        "## What each step of the recipe bought",
-        "",
-        steps["note"],
-        "",
-        "| step | " + " | ".join(columns) + " | measured |",
-        "|---" * (len(columns) + 2) + "|",
-        *(f"| {r['step']} | " + " | ".join(r["cells"]) + f" | {r['measured']} |" for r in steps["rows"]),
-    ]
-
-
 def render_readme(card: ModelCard) -> str:
     """The human-readable model card, generated from model_card.json."""
     files = [f"| `{name}` | {f.bytes:,} | `{f.sha256}` |" for name, f in card.files.items()]
     return "\n".join(
         [
             *_summary_lines(card),
-            *_adaptation_lines(card),
+            *adaptation_lines(card),
             *_metrics_lines(card),
             *register_lines(card.metrics.get("test", {})),
-            *_steps_lines(card),
+            *steps_lines(card),
             *_provenance_lines(card),
             "",
             "## Files",

@@ -368,9 +368,17 @@ def make_split(dataset: Dataset, seed: str = SPLIT_SEED) -> Split:
 
 def split_from_record(data: dict[str, Any]) -> Split:
     """The split a run or model card was made from, rebuilt from its data record (``spec`` and digests) and
-    checked: a corpus that no longer gives the same split is refused."""
-    split = make_split(load_from_spec(data["spec"]), seed=data.get("split_seed", SPLIT_SEED))
-    for name, digest in data["split_sha256"].items():
-        if digest_of_hashes(split.hashes[name]) != digest:
-            raise DataError(f"the rebuilt {name} split does not match the recorded digest: the corpus changed")
+    checked: a corpus that no longer gives the same split is refused. A record made before evidence sentences
+    (``make_split``) existed is rebuilt without them: the digests say which."""
+    dataset = load_from_spec(data["spec"])
+    plain = split_dataset(dataset, seed=data.get("split_seed", SPLIT_SEED))
+    if _matches(plain, data):
+        return plain
+    split = with_sentences(plain, dataset)
+    if not _matches(split, data):
+        raise DataError("the rebuilt split does not match the recorded digests: the corpus changed")
     return split
+
+
+def _matches(split: Split, data: dict[str, Any]) -> bool:
+    return all(digest_of_hashes(split.hashes[name]) == digest for name, digest in data["split_sha256"].items())

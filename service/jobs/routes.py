@@ -17,16 +17,57 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service.auth import check_api_key
 from service.config import Settings
 from service.errors import ApiError, json_response
 from service.jobs import files
 from service.jobs.store import Job, JobStore
+from service.schemas import ErrorResponse
 
 router = APIRouter(tags=["jobs"])
 TASKS = ("predict", "analyze")
 RESULT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def _answers(*codes: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        401: "an API key is required and this one is not known",
+        404: "no job of that id is yours",
+        409: "the job has not finished",
+        413: "the file is over SENTIMENT_JOBS_MAX_UPLOAD_BYTES or SENTIMENT_JOBS_MAX_ROWS",
+        422: "the file or an option is not usable (the field and the reason are named)",
+        429: "too many jobs queued, or too many results kept (Retry-After)",
+    }
+    return {code: {"model": ErrorResponse, "description": what[code]} for code in codes}
+
+
+# The file is the body (its format from Content-Type or ?format=), or a multipart form's ``file`` part.
+# A text file with a line that is not blank (white space to Python: JSON Schema's \\s and \\x1c-\\x1f, \\x85).
+_TEXT = {
+    "type": "string",
+    "pattern": "[^\\s\\x1c-\\x1f\\x85]",
+    "description": "one text per line (blank lines skipped)",
+}
+_UPLOAD = {
+    "required": True,
+    "content": {
+        "text/plain": {"schema": _TEXT},
+        "text/csv": {"schema": {"type": "string", "description": "a header row naming the text column, then rows"}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one JSON object per line"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    **{name: {"type": "string"} for name in ("task", "text_column", "id_column", "format", "name")},
+                },
+            }
+        },
+    },
+}
 
 
 def _store(request: Request) -> JobStore:
@@ -80,7 +121,10 @@ async def _upload(request: Request) -> tuple[bytes, dict[str, str]]:
     the file as the body (the options in the query)."""
     options = dict(request.query_params)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
+        try:
+            form = await request.form(max_files=1)
+        except HTTPException as exc:  # Starlette's 400 for a multipart body it cannot read
+            raise _invalid("file", f"the multipart body cannot be read ({exc.detail})") from None
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(
@@ -115,7 +159,13 @@ def _spec(options: dict[str, str]) -> dict[str, Any]:
     }
 
 
-@router.post("/jobs", status_code=202, summary="Submit a file as a job")
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit a file as a job",
+    responses=_answers(401, 413, 422, 429),
+    openapi_extra={"requestBody": _UPLOAD},
+)
 async def submit(request: Request) -> Response:
     """The file (CSV, JSON Lines or plain text, gzip accepted) as the body or a multipart ``file`` part; query
     or form fields ``task`` (predict or analyze), ``text_column``, ``id_column``, ``format``, ``name``. The
@@ -168,14 +218,14 @@ async def _check_room(store: JobStore, settings: Settings) -> None:
         )
 
 
-@router.get("/jobs", summary="Your jobs")
+@router.get("/jobs", summary="Your jobs", responses=_answers(401))
 async def list_jobs(request: Request) -> Response:
     owner = check_api_key(request.headers, _settings(request))
     jobs = await asyncio.to_thread(_store(request).owned, owner)
     return json_response({"jobs": [public(job) for job in jobs]})
 
 
-@router.get("/jobs/{job_id}", summary="A job's state and progress")
+@router.get("/jobs/{job_id}", summary="A job's state and progress", responses=_answers(401, 404))
 async def status(job_id: str, request: Request) -> Response:
     owner = check_api_key(request.headers, _settings(request))
     return json_response(public(await asyncio.to_thread(_found, _store(request), job_id, owner)))
@@ -187,7 +237,9 @@ def _finished(job: Job) -> None:
         raise ApiError(409, "not_finished", message + ("; " + job.error if job.error else ""))
 
 
-@router.get("/jobs/{job_id}/summary", summary="What a finished job's results amount to")
+@router.get(
+    "/jobs/{job_id}/summary", summary="What a finished job's results amount to", responses=_answers(401, 404, 409)
+)
 async def summary(job_id: str, request: Request) -> Response:
     owner = check_api_key(request.headers, _settings(request))
     job = await asyncio.to_thread(_found, _store(request), job_id, owner)
@@ -195,7 +247,11 @@ async def summary(job_id: str, request: Request) -> Response:
     return json_response({"id": job.id, "task": job.task, **json.loads(job.summary or "{}")})
 
 
-@router.get("/jobs/{job_id}/results", summary="A finished job's results, every input row once, in order")
+@router.get(
+    "/jobs/{job_id}/results",
+    summary="A finished job's results, every input row once, in order",
+    responses=_answers(401, 404, 409),
+)
 async def results(job_id: str, request: Request, format: str | None = None) -> Response:
     """CSV or JSON Lines, by ``?format=`` or ``Accept``; streamed."""
     owner = check_api_key(request.headers, _settings(request))
@@ -254,7 +310,9 @@ def _csv(blocks: Iterator[bytes], job: Job, labels: list[str]) -> Iterator[bytes
         yield out.getvalue().encode()
 
 
-@router.delete("/jobs/{job_id}", status_code=204, summary="Cancel a job and delete its files")
+@router.delete(
+    "/jobs/{job_id}", status_code=204, summary="Cancel a job and delete its files", responses=_answers(401, 404)
+)
 async def cancel(job_id: str, request: Request) -> Response:
     owner = check_api_key(request.headers, _settings(request))
     if not await asyncio.to_thread(_store(request).cancel, job_id, owner):

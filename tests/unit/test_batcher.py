@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from service.batcher import Batcher, InferenceError, JobCancelled, Lane, NotAcceptingError, SideLane
+from service.batcher import Batcher, InferenceError, Lane, NotAcceptingError
 from service.budget import CostBudget, QueueFullError, RateMeter
+from service.side_lane import JobCancelled, SideLane
 
 
 def run(coroutine: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -1,9 +1,12 @@
-"""The model card's section on registers: the model beside the word-list rule on every test source and on
-the cross-register check (``training.crosscheck``), and how much of a text's source its answers carry."""
+"""The model card's sections that compare: an adapted model beside its base, what each step of the recipe
+bought, and the registers: the model beside the word-list rule on every test source and on the
+cross-register check (``training.crosscheck``), and how much of a text's source its answers carry."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from model_runtime import ModelCard
 
 
 def _pct(value: float | None) -> str:
@@ -62,3 +65,54 @@ def register_lines(test: dict[str, Any]) -> list[str]:
         f"tell beyond the label ({leak['excess']:+.3f}) is register the model carries into them.",
     ]
     return lines
+
+
+def adaptation_lines(card: ModelCard) -> list[str]:
+    a = card.adaptation
+    if not a:
+        return []
+    base, adapted = a["user_test"]["base"], a["user_test"]["adapted"]
+    lines = [
+        "",
+        f"## Adapted from {card.base['name']} {card.base['version']}",
+        "",
+        f"On the user's {adapted['examples']:,} held-out test texts ({a['data']['texts']:,} texts in "
+        f"`{a['data']['file']}`, sha256 `{a['data']['sha256'][:16]}...`; split {a['data']['split']}), in "
+        f"{a['seconds']:.0f} s:",
+        "",
+        "| | base | adapted |",
+        "|---|---|---|",
+        *(f"| {k} | {base[k]:.4f} | {adapted[k]:.4f} |" for k in ("accuracy", "macro_f1", "ece", "log_loss")),
+        *(
+            f"| F1 {label} | {base['per_class'][label]['f1']:.4f} | {adapted['per_class'][label]['f1']:.4f} |"
+            for label in card.labels
+        ),
+    ]
+    before, after = a["base_sources"]["before"], a["base_sources"]["after"]
+    if after:
+        lines += [
+            "",
+            "The base's own test sources (what was forgotten):",
+            "",
+            "| source | base | adapted |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {s} | {before[s]['accuracy']:.4f} | {after[s]['accuracy']:.4f} |" for s in after if s in before]
+    return lines
+
+
+def steps_lines(card: ModelCard) -> list[str]:
+    steps = card.training.get("recipe_steps")
+    if not steps:
+        return []
+    columns = steps["columns"]
+    return [
+        "",
+        "## What each step of the recipe bought",
+        "",
+        steps["note"],
+        "",
+        "| step | " + " | ".join(columns) + " | measured |",
+        "|---" * (len(columns) + 2) + "|",
+        *(f"| {r['step']} | " + " | ".join(r["cells"]) + f" | {r['measured']} |" for r in steps["rows"]),
+    ]
