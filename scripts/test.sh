@@ -13,12 +13,13 @@ began=$(date +%s)
 
 # Debian packages for the container tests (a Docker engine started by the tests themselves, and
 # debootstrap for a base image when no registry is reachable) and the browser tests (headless Chromium,
-# driven by Playwright's Python package; Playwright's own browser download is never used). Skipped when
+# driven by Playwright's Python package; Playwright's own browser download is never used), and PostgreSQL
+# for the jobs store's PostgreSQL tests (a server of their own on a free port). Skipped when
 # not root or not Debian; those tests then skip with the reason. They are installed beside .venv; for the
 # whole suite (no extra arguments), the Docker engine and the service's image are then made beside
 # everything else, at the lowest CPU priority, by a process of their own (tests/docker_image.py) that the
 # docker tests attach to; with arguments, pytest starts it only if it collects a docker test.
-DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose chromium chromium-driver wrk"
+DEB_PACKAGES="docker.io containerd runc iptables debootstrap docker-compose chromium chromium-driver wrk postgresql"
 debian_packages() {
     [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
     local missing=""

@@ -110,6 +110,18 @@ def test_the_whole_text_is_read_and_english_with_loanwords_stays_english(detecto
     assert detector.detect("The staff were friendly. " + german).supported is False
 
 
+def test_a_script_without_spaces_is_read_word_by_word(detector: LanguageDetector) -> None:
+    """Each letter of Chinese, Japanese or Thai is a word weighing four letters: two English words beside a
+    Japanese sentence do not make it English, a short Japanese review can be told, and a long one without a
+    space keeps every window it is read in."""
+    assert detector.detect("Great coffee 東京の店は良い") == Language("ja", False)
+    assert detector.detect("東京の店は良い。とても美味しかった。") == Language("ja", False)
+    assert detector.detect("この店は本当に素晴らしいです。" * 80) == Language("ja", False)
+    assert detector.detect("ร้านนี้อร่อยมาก บริการดีมาก") == Language("th", False)
+    review = "The staff were friendly and the room was clean, the breakfast was good. " * 3
+    assert detector.detect(review + "東京") == Language("en", True)  # a name in Japanese is not Japanese
+
+
 def prediction(probabilities: dict[str, float], tokens: int = 5) -> Prediction:
     label = max(probabilities, key=probabilities.__getitem__)
     return Prediction(label, probabilities[label], probabilities, tokens, False)
