@@ -25,7 +25,7 @@ from model_runtime.contract import (
     length_groups,
     pad_ids,
 )
-from model_runtime.documents import MIXED, MIXED_THRESHOLD, document_verdict
+from model_runtime.documents import MIXED, MIXED_THRESHOLD, document_verdict, model_reads, read_back
 from model_runtime.explain import Explanation, WordWeight, explain
 from model_runtime.language import Language, LanguageDetector
 from model_runtime.predictor import ModelLoadError, Prediction, Predictor
@@ -66,7 +66,9 @@ __all__ = [
     "explain",
     "file_sha256",
     "length_groups",
+    "model_reads",
     "pad_ids",
+    "read_back",
     "read_card",
     "readable",
     "session_options",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model_runtime.documents import MIXED_THRESHOLD, document_verdict
+from model_runtime.documents import MIXED_THRESHOLD, document_verdict, model_reads, read_back
 from model_runtime.language import Language
 from model_runtime.predictor import Prediction, Predictor
 from model_runtime.texts import document_sentences
@@ -66,17 +66,15 @@ def score_documents(
     """Each text read as a document: its result, or its ``error`` when it has more sentences than allowed."""
     spans = [document_sentences(text) for text in texts]
     kept = [i for i, s in enumerate(spans) if len(s) <= max_sentences]
-    read = [texts[i][a : a + n] for i in kept for a, n in spans[i]] + [texts[i] for i in kept]
+    documents = [(texts[i], spans[i]) for i in kept]
+    read = model_reads(documents)
     predictions = predictor.predict(read, MAX_BATCH_TOKENS, languages=[False] * len(read)) if read else []
-    wholes = iter(predictions[len(read) - len(kept) :])
     results: list[dict[str, Any]] = [
         {"error": f"has {len(s):,} sentences; the limit is {max_sentences:,}"} for s in spans
     ]
-    position = 0
-    for i in kept:
-        mine, position = predictions[position : position + len(spans[i])], position + len(spans[i])
+    for i, (mine, whole) in zip(kept, read_back(predictions, documents), strict=True):
         language = predictor.language(texts[i])
-        results[i] = document_result(spans[i], mine, predictor.labels, language, mixed_threshold, next(wholes))
+        results[i] = document_result(spans[i], mine, predictor.labels, language, mixed_threshold, whole)
     return results
 
 

@@ -7,6 +7,7 @@
   verdicts and as its arc, a document of plain statements reads neutral, and a long sentence counts more
   than a short one. (Sentences alone read 1,000 IMDB test reviews' polarity at 86% with model 5.0.0, the
   whole review at 94%: docs/documents.md.)
+  A document of one sentence is that sentence: it is read once (``model_reads``).
 - Its label is the most probable label of that mean, except ``mixed``: at least one sentence at least
   ``mixed_threshold`` sure of positive (the model's last polar label) and another as sure of negative.
 
@@ -16,7 +17,7 @@ The threshold was chosen by measurement on hand-written documents and the review
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from model_runtime.predictor import Prediction
 
@@ -56,3 +57,25 @@ def polar_labels(labels: tuple[str, ...]) -> tuple[str, str]:
     if "negative" in labels and "positive" in labels:
         return "negative", "positive"
     return labels[0], labels[-1]
+
+
+Spans = Sequence[tuple[int, int]]  # a document's sentences: (offset, length) each
+
+
+def model_reads(documents: Sequence[tuple[str, Spans]]) -> list[str]:
+    """What the model reads of these documents: every sentence, in order, then each document of more than
+    one sentence whole, in order (a document of one sentence is that sentence)."""
+    sentences = [text[a : a + n] for text, spans in documents for a, n in spans]
+    return sentences + [text for text, spans in documents if len(spans) > 1]
+
+
+def read_back(
+    predictions: Sequence[Prediction], documents: Sequence[tuple[str, Spans]]
+) -> Iterator[tuple[Sequence[Prediction], Prediction | None]]:
+    """Per document, from the predictions of ``model_reads(documents)``: its sentences' and its whole's (None
+    for a document of one sentence)."""
+    wholes = iter(predictions[sum(len(spans) for _, spans in documents) :])
+    position = 0
+    for _, spans in documents:
+        mine, position = predictions[position : position + len(spans)], position + len(spans)
+        yield mine, next(wholes) if len(spans) > 1 else None

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from model_runtime import Language, Prediction, Predictor, document_sentences, document_verdict
+from model_runtime import (
+    Language,
+    Prediction,
+    Predictor,
+    document_sentences,
+    document_verdict,
+    model_reads,
+    read_back,
+)
 from service.adapters.documents_schema import AnalyzeResponse, DocumentOut
 from service.config import Settings
 from service.engine import Engine
@@ -94,10 +102,10 @@ def analyzed(
     predictor: Predictor, predictions: list[Prediction], documents: list[ReadDocument], mixed_threshold: float
 ) -> AnalyzeResponse:
     """Each document's answer from ``predictions``: every scored document's sentences, in order, then each
-    scored document whole, in order (``texts_of``)."""
+    scored document of several sentences whole, in order (``texts_of``)."""
     out: list[DocumentOut] = []
-    position = 0
-    wholes = iter(predictions[sum(len(d.sentences) for d in documents if d.error is None) :])
+    scored = [d for d in documents if d.error is None]
+    read = iter(read_back(predictions, [(d.text, d.sentences) for d in scored]))
     for index, document in enumerate(documents):
         entry: DocumentOut = {"index": index}
         if document.language is not None:
@@ -107,9 +115,8 @@ def analyzed(
             entry["error"] = {"code": code, "message": message}
             out.append(entry)
             continue
-        mine = predictions[position : position + len(document.sentences)]
-        position += len(document.sentences)
-        label, probabilities = document_verdict(mine, predictor.labels, mixed_threshold, next(wholes))
+        mine, whole = next(read)
+        label, probabilities = document_verdict(mine, predictor.labels, mixed_threshold, whole)
         entry["label"], entry["probabilities"] = label, probabilities
         entry["sentences"] = [
             {
@@ -126,10 +133,8 @@ def analyzed(
 
 
 def texts_of(documents: list[ReadDocument]) -> list[str]:
-    """What the model reads of the documents that can be scored: every sentence, then each document whole
-    (the verdict weighs both: model_runtime.documents)."""
-    scored = [d for d in documents if d.error is None]
-    return [*(d.text[a : a + n] for d in scored for a, n in d.sentences), *(d.text for d in scored)]
+    """What the model reads of the documents that can be scored (``model_runtime.documents.model_reads``)."""
+    return model_reads([(d.text, d.sentences) for d in documents if d.error is None])
 
 
 def scoring_routes(settings: Settings, engine: Engine) -> dict[tuple[str, str], Scoring]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from model_runtime import Prediction, document_sentences, readable
+from model_runtime import Prediction, document_sentences, model_reads, read_back, readable
 from model_runtime.batch import document_result, text_result
 from service.budget import QueueFullError
 from service.config import Settings
@@ -166,14 +166,12 @@ class JobRunner:
                 results[i]["error"] = f"has {len(spans):,} sentences; the limit is {self.settings.max_sentences:,}"
             else:
                 documents.append((i, row.text or "", spans))
-        texts = [text[a : a + n] for _, text, spans in documents for a, n in spans] + [t for _, t, _ in documents]
-        predictions = await self._predict(texts, languages=False)
-        labels, position = self.engine.model.labels, 0
-        wholes = iter(predictions[len(texts) - len(documents) :])
-        for i, text, spans in documents:
-            mine, position = predictions[position : position + len(spans)], position + len(spans)
+        read = [(text, spans) for _, text, spans in documents]
+        predictions = await self._predict(model_reads(read), languages=False)
+        labels = self.engine.model.labels
+        for (i, text, spans), (mine, whole) in zip(documents, read_back(predictions, read), strict=True):
             language = self.engine.language(text)
-            results[i] |= document_result(spans, mine, labels, language, self.settings.mixed_threshold, next(wholes))
+            results[i] |= document_result(spans, mine, labels, language, self.settings.mixed_threshold, whole)
         return results
 
     def _checked(self, row: Row) -> dict[str, Any]:
