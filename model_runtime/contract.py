@@ -27,7 +27,7 @@ TRUNCATION_POLICY = "keep_end"
 IntArray = npt.NDArray[np.int64]
 
 # The model this repository ships, served by default and reproduced by ``python -m training all``.
-SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION = "sentiment-bilstm", "4.0.0"
+SHIPPED_MODEL_NAME, SHIPPED_MODEL_VERSION = "sentiment-bilstm", "5.0.0"
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
 
 

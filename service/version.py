@@ -2,4 +2,4 @@
 the OpenAPI document and the Open Inference Protocol's server metadata report it. CHANGELOG.md says what
 each version changed."""
 
-SERVICE_VERSION = "4.0.0"
+SERVICE_VERSION = "5.0.0"

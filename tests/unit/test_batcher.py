@@ -36,12 +36,13 @@ class GatedModel:
 
     def __call__(self, texts: list[str]) -> tuple[str, list[str]]:
         self.batches.append(list(texts))
+        tag = f"batch{len(self.batches)}"  # numbered as they start (another may start while this one runs)
         self.started.release()
         assert self.release.wait(10)
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("out of memory")
-        return f"batch{len(self.batches)}", [t.upper() for t in texts]
+        return tag, [t.upper() for t in texts]
 
 
 def roomy() -> CostBudget:
