@@ -190,3 +190,7 @@ def test_a_file_of_two_labels_gives_a_model_that_answers_those_two(
     assert card.labels == expected and Predictor.load(out).labels == tuple(expected)
     assert set(Predictor.load(out).predict(["What time is it?"])[0].probabilities) == set(expected)
     assert "label right (accuracy)" in done.stdout and "polarity (base)" in done.stdout
+    # The base's own sources are compared on what both answer: the base's polarity for a two-label model.
+    before, base = card.adaptation["base_sources"]["before"], read_card(tiny_model_dir).metrics["test"]["by_source"]
+    key = "accuracy" if keep_neutral else "polarity_accuracy"
+    assert before["tweets"]["accuracy"] == base["tweets"][key]

@@ -234,6 +234,16 @@ def the_users_labels(
     return model, kept, examples, original
 
 
+def base_figures(base_card: ModelCard, labels: tuple[str, ...]) -> dict[str, Any]:
+    """The base's own test figures per source, as the adapted model's are measured: on the same labels (a
+    two-label model from a three-label base is measured on the polar texts, so the base's polarity)."""
+    by_source: dict[str, Any] = base_card.metrics.get("test", {}).get("by_source", {})
+    if tuple(base_card.labels) == labels:
+        return by_source
+    polar = {name: m for name, m in by_source.items() if "polarity_accuracy" in m}
+    return {name: {**m, "accuracy": m["polarity_accuracy"]} for name, m in polar.items()}
+
+
 def calibrated(model: BiLSTMClassifier, tokenizer: Tokenizer, split: Split, labels: tuple[str, ...]) -> dict[str, Any]:
     """The adapted network's temperature, fitted on the user's validation texts."""
     val_ids = [e.ids for e in tokenizer.encode_batch([ex.text for ex in split.validation])]
@@ -288,7 +298,7 @@ def adapt(
             "adapted": evaluation["overall"],
         },
         "base_sources": {
-            "before": base_card.metrics.get("test", {}).get("by_source", {}),
+            "before": base_figures(base_card, labels),
             "after": evaluate_examples(adapted, labels, original.test).get("by_source", {}) if original else {},
         },
         "data": {"file": str(data), "sha256": file_sha256(data), "texts": len(examples), "split": split.sizes()},
