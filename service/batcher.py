@@ -14,13 +14,15 @@ lane's requests keep going first. A lane with ``share`` set is owed that much of
 work waiting, so it is never starved either; one with ``spare_only`` runs only when the lanes before it
 have nothing queued (work that may wait: it takes spare capacity, never a share). A lane may bound its
 slices' cost (``slice_cost``: a batch then holds one such slice of it) and the batches holding its texts
-that run at once (``max_running``), so that the other workers stay free for the first lane.
+that run at once (``max_running``), so that the other workers stay free for the first lane. These bounds
+and ``per_batch`` hold while the first lane has work (or had some in the last LIVE_WINDOW_S); alone, a lane
+uses every worker, in batches of up to ``alone_cost``: short enough that a request that comes then waits
+little.
 
-A lane is bounded by the work it holds, queued or running: ``admit`` refuses a request whose cost would
-take it past ``budget()`` tokens (the engine sets that to the measured rate times the longest wait it
-allows), or past ``max_queue`` texts; a request's cost leaves the budget when its batch has finished, not
-when it starts. ``admit`` is cheap, so the web layer calls it with an estimate before it has even read
-the body, and again with the real texts.
+A lane is bounded by the work it holds, queued or running: ``admit`` refuses a request whose cost would take
+it past ``budget()`` tokens (the measured rate times the longest wait allowed), or past ``max_queue`` texts;
+a request's cost leaves the budget when its batch has finished. ``admit`` is cheap: the web layer calls it
+with an estimate before it has read the body, and again with the real texts.
 
 Costly one-off jobs (explanations) run on ``service.side_lane`` instead.
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from service.budget import CostBudget
+from service.lanes import Lane
 
 log = logging.getLogger(__name__)
 In = TypeVar("In")  # one text as submitted
@@ -55,20 +58,6 @@ class InferenceError(Exception):
 
 DEFAULT_LANE = "predict"
 LIVE_WINDOW_S = 1.0  # a spare-only lane takes every worker only when the other lanes have been idle this long
-
-
-@dataclass(frozen=True)
-class Lane:
-    """A queue beside the default one: its budget and how its requests share the batches."""
-
-    budget: CostBudget
-    slice_texts: int  # a request is cut into slices of at most this many texts, queued one behind the other
-    per_batch: int  # at most this many of its texts in one batch
-    slice_cost: float = float("inf")  # slices and a batch's share of at most this cost (tokens; one text at least)
-    max_running: int = 0  # at most this many batches holding its texts run at once (0: no limit)
-    share: float = 0.0  # of a batch's texts owed to this lane while it has work waiting (0: whatever is left)
-    spare_only: bool = False  # runs only when the lanes before it have nothing queued, and while they have had
-    # work in the last LIVE_WINDOW_S only when no batch is running at all (every worker when they are idle)
 
 
 @dataclass(eq=False)
@@ -115,6 +104,7 @@ class Batcher(Generic[In, Tag, Item]):
         self._running: set[asyncio.Task[None]] = set()
         self._lane_batches: Counter[str] = Counter()  # running batches holding each lane's texts
         self._last_live = -LIVE_WINDOW_S  # when a request last came on a lane that is not spare-only
+        self._last_first = float("-inf")  # and on the first lane
 
     @property
     def depth(self) -> int:
@@ -143,6 +133,8 @@ class Batcher(Generic[In, Tag, Item]):
         self.admit(cost, len(texts), lane)
         if not self.lanes[lane].spare_only:
             self._last_live = time.perf_counter()
+        if lane == DEFAULT_LANE:
+            self._last_first = time.perf_counter()
         loop = asyncio.get_running_loop()
         each = costs if costs is not None else [cost / len(texts)] * len(texts)
         entries: list[_Entry[In, Tag, Item]] = [
@@ -192,18 +184,18 @@ class Batcher(Generic[In, Tag, Item]):
         after it are owed. A taken entry's texts leave its lane's count of waiting texts; its cost stays in
         the lane's budget until its batch has run (``_release``)."""
         batch: list[_Entry[In, Tag, Item]] = []
-        size = 0
-        names = list(self.lanes)
+        size, names, contended = 0, list(self.lanes), self._contended()
         waiting = [bool(self._queues[n]) for n in names]  # before this batch takes anything
         for position, name in enumerate(names):
             lane, queue = self.lanes[name], self._queues[name]
             if (lane.spare_only and any(waiting[:position])) or self._busy(name):
                 continue
             owed = sum(self._owed(n) for n in names[position + 1 :] if self._queues[n] and not self._busy(n))
-            room, cost = min(self._max_batch - owed, lane.per_batch + size), 0.0
+            room, cost = min(self._max_batch - owed, (lane.per_batch if contended else self._max_batch) + size), 0.0
             while queue:
                 entry = queue[0]
-                if (batch and size + len(entry.texts) > room) or (cost and cost + entry.cost > lane.slice_cost):
+                bounded = cost and cost + entry.cost > (lane.slice_cost if contended else lane.alone_cost)
+                if (batch and size + len(entry.texts) > room) or bounded:
                     break
                 queue.popleft()
                 self._add(name, 0.0, -len(entry.texts))
@@ -221,7 +213,15 @@ class Batcher(Generic[In, Tag, Item]):
         if lane.spare_only and time.perf_counter() - self._last_live < LIVE_WINDOW_S:
             # while live work keeps coming, spare work runs only on a worker that nothing else is using
             return any(n for n in self._lane_batches.values())
-        return bool(lane.max_running) and self._lane_batches[name] >= lane.max_running
+        return bool(lane.max_running) and self._lane_batches[name] >= lane.max_running and self._contended()
+
+    def _contended(self) -> bool:
+        """Whether the first lane has work queued or running, or had some in the last LIVE_WINDOW_S: only then do
+        the other lanes keep to their bounds on a batch's cost and on their running batches (alone, they use
+        every worker)."""
+        if self._queues[DEFAULT_LANE] or self._lane_batches[DEFAULT_LANE]:
+            return True
+        return time.perf_counter() - self._last_first < LIVE_WINDOW_S
 
     def _owed(self, name: str) -> int:
         """The texts of a batch owed to a waiting lane: its share, and at least one of its slices."""

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from service.batcher import Batcher, InferenceError, Lane, NotAcceptingError
+from service.batcher import Batcher, InferenceError, NotAcceptingError
 from service.budget import CostBudget, QueueFullError, RateMeter
+from service.lanes import Lane
 from service.side_lane import JobCancelled, SideLane
 
 
@@ -282,8 +283,37 @@ def test_a_spare_only_lane_runs_only_when_the_lanes_before_it_have_nothing_queue
 
 
 def test_a_lane_at_its_limit_of_running_batches_waits_while_the_others_run() -> None:
-    """A document lane that may have one batch running at a time, on two workers: while its batch runs, the
-    other worker still takes the first lane's requests; its next slice runs once the first has ended."""
+    """A document lane that may have one batch running at a time while the first lane has work, on three
+    workers: with a /predict batch running and one of its own, its next slice waits while the third worker
+    takes the first lane's next request; it runs once the first has ended."""
+
+    async def scenario() -> None:
+        model = GatedModel()
+        documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+        lanes = {"analyze": Lane(documents, slice_texts=1, per_batch=1, slice_cost=1.0, max_running=1)}
+        batcher: Batcher[str, str, str] = Batcher(
+            model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=3, lanes=lanes
+        )
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["p0"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["p0"] runs on one worker
+        big = asyncio.ensure_future(batcher.submit(["d0", "d1"], 2.0, "analyze", costs=[1.0, 1.0]))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["d0"] on another, d1 waits
+        live = asyncio.ensure_future(batcher.submit(["p1"], 1))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["p1"] on the third
+        assert model.batches == [["p0"], ["d0"], ["p1"]]
+        model.release.set()
+        assert await first == ("batch1", ["P0"]) and await live == ("batch3", ["P1"])
+        assert (await big)[1] == ["D0", "D1"]
+        assert model.batches[3] == ["d1"]
+        await batcher.drain()
+
+    run(scenario)
+
+
+def test_a_lane_alone_uses_every_worker_and_whole_batches() -> None:
+    """With nothing on the first lane, the document lane's bounds do not hold: a request's slices go in one
+    batch (past per_batch and slice_cost), and a second request runs beside it (past max_running)."""
 
     async def scenario() -> None:
         model = GatedModel()
@@ -294,14 +324,12 @@ def test_a_lane_at_its_limit_of_running_batches_waits_while_the_others_run() -> 
         )
         batcher.start()
         big = asyncio.ensure_future(batcher.submit(["d0", "d1"], 2.0, "analyze", costs=[1.0, 1.0]))
-        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["d0"] runs on one worker
-        live = asyncio.ensure_future(batcher.submit(["p0"], 1))
-        assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["p0"] on the other, d1 waits
-        assert model.batches == [["d0"], ["p0"]]
+        assert await asyncio.to_thread(model.started.acquire, True, 10)
+        other = asyncio.ensure_future(batcher.submit(["e0"], 1.0, "analyze"))
+        assert await asyncio.to_thread(model.started.acquire, True, 10)  # running beside the first
+        assert model.batches == [["d0", "d1"], ["e0"]]
         model.release.set()
-        assert await live == ("batch2", ["P0"])
-        assert (await big)[1] == ["D0", "D1"]
-        assert model.batches[2] == ["d1"]
+        assert (await big)[1] == ["D0", "D1"] and (await other)[1] == ["E0"]
         await batcher.drain()
 
     run(scenario)
