@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from model_runtime.predictor import Prediction
 
 MIXED = "mixed"
-MIXED_THRESHOLD = 0.8  # the service's default (SENTIMENT_MIXED_THRESHOLD); docs/documents.md
+MIXED_THRESHOLD = 0.9  # the service's default (SENTIMENT_MIXED_THRESHOLD); docs/documents.md
 OPINION_POWER = 2  # how strongly a sentence's weight follows the opinion it carries (docs/documents.md)
 
 
