@@ -4,7 +4,6 @@ Inference Protocol, through the real app with its lifespan; only the error body 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from tests.support import BINARY_MODEL, SHIPPED_MODEL, wait_until_ready
+from tests.support import BINARY_MODEL, SHIPPED_MODEL, until, wait_until_ready
 
 LIMIT = 40
 CASES: list[tuple[str, Any]] = [
@@ -128,11 +127,15 @@ def test_a_full_queue_is_429_with_retry_after_in_every_protocol(tiny_model_dir: 
     settings = Settings(
         model_dir=tiny_model_dir, max_queue=4, max_client_batch=4, max_wait_ms=1000, max_sentences=2, max_documents=1
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c, ThreadPoolExecutor(2) as pool:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as c, ThreadPoolExecutor(2) as pool:
         wait_until_ready(c)
+        batcher = app.state.engine.batcher
         first = pool.submit(c.post, "/predict", json={"texts": ["a", "b", "c", "d"]})
+        # Queued, its batch held open for the second that max_wait_ms allows:
+        until(lambda: batcher.budget.texts == 4, 10, lambda: "the first /predict was not queued")
         first_document = pool.submit(c.post, "/analyze", json={"text": "One. Two."})
-        time.sleep(0.3)
+        until(lambda: batcher.lanes["analyze"].budget.texts == 3, 10, lambda: "the first /analyze was not queued")
         v2 = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["one more"]}]}
         refused = [
             c.post("/predict", json={"text": "one more"}),

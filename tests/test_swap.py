@@ -163,7 +163,15 @@ def test_with_two_processes_a_swap_under_load_answers_when_every_process_serves_
 
 def _workers(supervisor: subprocess.Popen[bytes]) -> list[int]:
     children = Path(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children").read_text().split()
-    return [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    return [int(c) for c in children if "spawn_main" in _command_line(int(c))]
+
+
+def _command_line(pid: int) -> str:
+    """A process's command line; empty once it has gone (a child can exit between listing and reading)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return ""
 
 
 @pytest.mark.slow

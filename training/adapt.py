@@ -34,17 +34,18 @@ from tqdm import tqdm
 
 from model_runtime import ModelCard, Predictor, read_card, write_card
 from model_runtime.contract import MODEL_FILE, SPLITS_FILE, TOKENIZER_FILE, file_sha256
+from training.adapt_labels import base_figures, the_users_labels
 from training.batching import bucketed_batches, collate, predict_logits
 from training.calibration import calibrate
 from training.card import adapted_card, card_metrics
 from training.data import DataError, Dataset, Example, Split, split_dataset, write_split_manifest
 from training.evaluate import evaluate_examples
-from training.export import export_model, model_from_onnx
+from training.export import export_model
 from training.files import read_labelled_rows
 from training.model import BiLSTMClassifier, option
 from training.objective import FULL, POLARITY, label_masks, label_set_nll, source_kinds, validation_record
 from training.readme import render_readme
-from training.sources import SOURCES_BY_NAME, split_from_record
+from training.sources import SOURCES_BY_NAME
 
 log = logging.getLogger(__name__)
 ALIASES = {
@@ -116,20 +117,6 @@ class Rehearsal:
         return rng.sample(self.examples, min(self.count, len(self.examples)))
 
 
-def base_data(card: ModelCard) -> Split | None:
-    try:
-        return split_from_record(card.data)
-    except (DataError, KeyError, FileNotFoundError) as exc:
-        log.warning("the base model's data cannot be rebuilt (%s): no rehearsal, no forgetting check", exc)
-        return None
-
-
-def without_neutral_examples(labels: tuple[str, ...], examples: list[Example]) -> list[Example]:
-    """``examples`` but the neutral ones, renumbered for the labels without neutral."""
-    keep = [name for name in labels if name != "neutral"]
-    return [replace(ex, label=keep.index(labels[ex.label])) for ex in examples if labels[ex.label] != "neutral"]
-
-
 def supervision(labels: tuple[str, ...], split: Split) -> dict[str, str]:
     """What each text's label says while adapting: the base's own sources as they say (rehearsal); the
     user's file (source "") the full label, except that a file without a neutral text on a base with a
@@ -137,20 +124,6 @@ def supervision(labels: tuple[str, ...], split: Split) -> dict[str, str]:
     has_neutral = "neutral" in labels and any(labels[ex.label] == "neutral" for ex in split.train)
     user = FULL if has_neutral or "neutral" not in labels else POLARITY
     return {**{name: source.supervision for name, source in SOURCES_BY_NAME.items()}, "": user}
-
-
-def without_neutral(
-    model: BiLSTMClassifier, labels: tuple[str, ...], examples: list[Example]
-) -> tuple[BiLSTMClassifier, tuple[str, ...], list[Example]]:
-    """The network answering every label but neutral (the head's neutral row taken out, the rest as trained),
-    and the examples that are not neutral, their labels renumbered."""
-    keep = [i for i, name in enumerate(labels) if name != "neutral"]
-    head = nn.Linear(model.head.in_features, len(keep))
-    with torch.no_grad():
-        head.weight.copy_(model.head.weight[keep])
-        head.bias.copy_(model.head.bias[keep])
-    model.head, model.config = head, replace(model.config, num_classes=len(keep))
-    return model, tuple(labels[i] for i in keep), without_neutral_examples(labels, examples)
 
 
 def fine_tune(
@@ -213,35 +186,6 @@ def fine_tune(
     model.load_state_dict(best_state)
     history.append({"kept_epoch": max(h["epoch"] for h in history if h["selection"] == best["selection"])})
     return model.eval(), history
-
-
-def the_users_labels(
-    base_card: ModelCard, base_dir: Path, examples: list[Example], keep_neutral: bool
-) -> tuple[BiLSTMClassifier, tuple[str, ...], list[Example], Split | None]:
-    """The base network, the labels it will answer, the user's examples and the base's own split (for
-    rehearsal and the forgetting check), all in those labels: a file with two labels on a base with a neutral
-    one gives a model of the file's two labels unless ``keep_neutral``."""
-    labels = tuple(base_card.labels)
-    model = model_from_onnx(base_dir / MODEL_FILE)
-    original = base_data(base_card)
-    two_labels = "neutral" in labels and all(labels[ex.label] != "neutral" for ex in examples)
-    if not two_labels or keep_neutral:
-        return model, labels, examples, original
-    model, kept, examples = without_neutral(model, labels, examples)
-    if original is not None:
-        train, test = (without_neutral_examples(labels, part) for part in (original.train, original.test))
-        original = replace(original, train=train, test=test)
-    return model, kept, examples, original
-
-
-def base_figures(base_card: ModelCard, labels: tuple[str, ...]) -> dict[str, Any]:
-    """The base's own test figures per source, as the adapted model's are measured: on the same labels (a
-    two-label model from a three-label base is measured on the polar texts, so the base's polarity)."""
-    by_source: dict[str, Any] = base_card.metrics.get("test", {}).get("by_source", {})
-    if tuple(base_card.labels) == labels:
-        return by_source
-    polar = {name: m for name, m in by_source.items() if "polarity_accuracy" in m}
-    return {name: {**m, "accuracy": m["polarity_accuracy"]} for name, m in polar.items()}
 
 
 def calibrated(model: BiLSTMClassifier, tokenizer: Tokenizer, split: Split, labels: tuple[str, ...]) -> dict[str, Any]:
