@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sentiment_client import InvalidInputError, NotFoundError, SentimentClient
+from service.jobs.store import JobStore
 from tests.support import ROOT, launch, metric, postgres_server, stop_server, until
 
 pytestmark = pytest.mark.slow
@@ -256,3 +257,12 @@ def test_queued_jobs_and_stored_results_are_bounded_naming_the_setting(tiny_mode
             assert client.submit_job(review_file(tmp_path, 10, bad=False)).wait(progress=False, timeout_s=60)
     finally:
         stop_server(process)
+
+
+def test_a_job_id_can_be_given_on_a_command_line(tmp_path: Path) -> None:
+    """Ids are hex: none begins with "-", which the file command would read as an option (URL-safe base64
+    began so once in 64 ids)."""
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    spec = {"task": "predict", "format": "text", "text_field": "text", "id_field": None, "name": None}
+    ids = [store.create("", None, spec, 1, b"Fine.\n", 60)[0].id for _ in range(300)]
+    assert len(set(ids)) == 300 and not [i for i in ids if not i.isalnum()]

@@ -149,7 +149,8 @@ class JobStore:
         under the same idempotency ``key``, if any."""
         if key is not None and (known := self.get_by_key(owner, key)) is not None:
             return known, False
-        job_id, now = secrets.token_urlsafe(18), time.time()
+        # 144 random bits, in hex: never a leading "-", which a command line would read as an option
+        job_id, now = secrets.token_hex(18), time.time()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, owner, idempotency_key, state, task, format, text_field, id_field, name, total, "
