@@ -176,7 +176,7 @@ def _letters_reach(text: str, least: int) -> bool:
     """Whether ``text`` holds ``least`` letters by weight (module docstring), reading no further than that."""
     total = 0
     for char in filter(str.isalpha, text):
-        total += UNSPACED_WEIGHT if _IS_UNSPACED.match(char) else 1
+        total += _weight(char)
         if total >= least:
             return True
     return False

@@ -165,8 +165,8 @@ def with_sentences(split: Split, dataset: Dataset) -> Split:
                 sure_of(gate) if gate else None,
             )
             for ex in made:
-                if normalised(ex.text) not in seen:
-                    seen.add(normalised(ex.text))
+                if (key := normalised(ex.text)) not in seen:
+                    seen.add(key)
                     extra.append(ex)
         parts[part_name] = part + extra
     hashes = {name: sorted(text_sha256(ex.text) for ex in part) for name, part in parts.items()}

@@ -282,6 +282,18 @@ def test_a_spare_only_lane_runs_only_when_the_lanes_before_it_have_nothing_queue
     run(scenario)
 
 
+def started_with_a_document_lane(model: GatedModel, workers: int) -> Batcher[str, str, str]:
+    """A started batcher whose "analyze" lane takes one text of cost 1 a slice and a batch, with one batch
+    of its own running at a time (while the first lane is busy)."""
+    documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
+    lanes = {"analyze": Lane(documents, slice_texts=1, per_batch=1, slice_cost=1.0, max_running=1)}
+    batcher: Batcher[str, str, str] = Batcher(
+        model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=workers, lanes=lanes
+    )
+    batcher.start()
+    return batcher
+
+
 def test_a_lane_at_its_limit_of_running_batches_waits_while_the_others_run() -> None:
     """A document lane that may have one batch running at a time while the first lane has work, on three
     workers: with a /predict batch running and one of its own, its next slice waits while the third worker
@@ -289,12 +301,7 @@ def test_a_lane_at_its_limit_of_running_batches_waits_while_the_others_run() -> 
 
     async def scenario() -> None:
         model = GatedModel()
-        documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
-        lanes = {"analyze": Lane(documents, slice_texts=1, per_batch=1, slice_cost=1.0, max_running=1)}
-        batcher: Batcher[str, str, str] = Batcher(
-            model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=3, lanes=lanes
-        )
-        batcher.start()
+        batcher = started_with_a_document_lane(model, workers=3)
         first = asyncio.ensure_future(batcher.submit(["p0"], 1))
         assert await asyncio.to_thread(model.started.acquire, True, 10)  # ["p0"] runs on one worker
         big = asyncio.ensure_future(batcher.submit(["d0", "d1"], 2.0, "analyze", costs=[1.0, 1.0]))
@@ -317,12 +324,7 @@ def test_a_lane_alone_uses_every_worker_and_whole_batches() -> None:
 
     async def scenario() -> None:
         model = GatedModel()
-        documents = CostBudget(lambda: 1e9, lambda: 100.0, 10_000)
-        lanes = {"analyze": Lane(documents, slice_texts=1, per_batch=1, slice_cost=1.0, max_running=1)}
-        batcher: Batcher[str, str, str] = Batcher(
-            model, max_batch_size=8, max_wait_ms=0, budget=roomy(), workers=2, lanes=lanes
-        )
-        batcher.start()
+        batcher = started_with_a_document_lane(model, workers=2)
         big = asyncio.ensure_future(batcher.submit(["d0", "d1"], 2.0, "analyze", costs=[1.0, 1.0]))
         assert await asyncio.to_thread(model.started.acquire, True, 10)
         other = asyncio.ensure_future(batcher.submit(["e0"], 1.0, "analyze"))
